@@ -1,0 +1,21 @@
+"""leakyjax: the Leaky ReLU family for JAX, with exact subgradients at zero."""
+
+from leakyjax._activation import leaky_relu
+from leakyjax._bijection import inverse_leaky_relu, leaky_relu_log_abs_det_jacobian
+from leakyjax._diagnostics import dead_fraction, dead_units
+from leakyjax._family import prelu, rrelu
+from leakyjax._initializers import gain, he_normal, he_uniform
+
+__all__ = [
+    "dead_fraction",
+    "dead_units",
+    "gain",
+    "he_normal",
+    "he_uniform",
+    "inverse_leaky_relu",
+    "leaky_relu",
+    "leaky_relu_log_abs_det_jacobian",
+    "prelu",
+    "rrelu",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,152 @@
+"""Leaky ReLU and its derivative rule."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
+from jax.typing import ArrayLike
+
+from leakyjax import _validation as v
+
+
+def leaky_relu(
+    x: ArrayLike, negative_slope: ArrayLike = 0.01, *, grad_at_zero: float | None = None
+) -> jax.Array:
+    r"""Leaky rectified linear unit, with an exact, selectable subgradient at zero.
+
+    Computes the element-wise function
+
+    .. math::
+      \mathrm{leaky\_relu}(x) = \begin{cases}
+        x, & x > 0\\
+        \alpha x, & x \le 0
+      \end{cases}
+
+    where :math:`\alpha` = ``negative_slope``. Its derivative in :math:`x` is exactly 1 for
+    :math:`x > 0`, exactly :math:`\alpha` (rounded to ``x``'s dtype) for :math:`x < 0`, and
+    at :math:`x = 0` (``+0.0`` and ``-0.0``) exactly ``grad_at_zero``, which must be a
+    subgradient: a value between :math:`\alpha` and 1. The default, :math:`\alpha`, follows
+    the formula above (the :math:`x \le 0` branch), as PyTorch and TensorFlow do;
+    ``grad_at_zero=1.0`` reproduces :func:`jax.nn.leaky_relu`. Its derivative in
+    :math:`\alpha` is :math:`x` for :math:`x \le 0` and 0 otherwise, so the slope can be
+    learned (see :func:`leakyjax.prelu`).
+
+    Special values: NaN gives NaN (its derivative is the :math:`x < 0` one, as NaN compares
+    false); :math:`\pm\infty` gives :math:`\pm\infty` for :math:`\alpha > 0`, and
+    :math:`-\infty` gives exactly 0 for :math:`\alpha = 0`; a zero keeps its sign. XLA on CPU
+    flushes subnormal numbers to zero, so there a subnormal ``x`` behaves as 0.
+
+    Args:
+      x: input array. Integer and boolean inputs are promoted to the default float dtype;
+        complex inputs are rejected.
+      negative_slope: the slope :math:`\alpha` for :math:`x \le 0`: a Python number, or an
+        array that broadcasts against ``x`` (e.g. one slope per channel). It is cast to
+        ``x``'s dtype, so activations keep their precision.
+      grad_at_zero: the derivative at :math:`x = 0`. ``None`` means ``negative_slope``.
+        A Python number, fixed when the function is traced.
+
+    Returns:
+      An array of ``x``'s (floating) dtype.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, leakyjax as lj
+      >>> lj.leaky_relu(jnp.array([-2.0, 0.0, 3.0]), 0.1)
+      Array([-0.2,  0. ,  3. ], dtype=float32)
+      >>> jax.vmap(jax.grad(lj.leaky_relu))(jnp.array([-2.0, 0.0, 3.0]))
+      Array([0.01, 0.01, 1.  ], dtype=float32)
+      >>> jax.grad(lj.leaky_relu)(0.0, grad_at_zero=1.0)  # jax.nn.leaky_relu's convention
+      Array(1., dtype=float32, weak_type=True)
+
+    See also:
+      :func:`leakyjax.prelu`, :func:`leakyjax.rrelu`, :func:`jax.nn.leaky_relu`.
+    """
+    v.check_array("leaky_relu", "x", x)
+    if type(negative_slope) is float or type(negative_slope) is int:
+        # A Python number is static: the derivative rule is chosen knowing its value.
+        return _leaky_relu_static_slope(x, negative_slope, grad_at_zero)
+    v.check_array("leaky_relu", "negative_slope", negative_slope)
+    v.check_finite("leaky_relu", "negative_slope", negative_slope)
+    return _leaky_relu_array_slope(x, negative_slope, grad_at_zero)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _leaky_relu_static_slope(x, negative_slope, grad_at_zero):
+    v.check_real("leaky_relu", "x", x)
+    slope = v.check_real_scalar("leaky_relu", "negative_slope", negative_slope)
+    if grad_at_zero is not None:
+        grad_at_zero = v.check_real_scalar("leaky_relu", "grad_at_zero", grad_at_zero)
+        v.check_grad_at_zero("leaky_relu", grad_at_zero, slope)
+    x = v.float_input(jnp.asarray(x))
+    return leaky_relu_core(x, slope, grad_at_zero)
+
+
+@functools.partial(jax.jit, static_argnums=(2,))
+def _leaky_relu_array_slope(x, negative_slope, grad_at_zero):
+    if grad_at_zero is not None:
+        grad_at_zero = v.check_real_scalar("leaky_relu", "grad_at_zero", grad_at_zero)
+    v.check_real("leaky_relu", "x", x)
+    v.check_real("leaky_relu", "negative_slope", negative_slope)
+    v.check_broadcast("leaky_relu", "negative_slope", negative_slope, "x", x)
+    x = v.float_input(jnp.asarray(x))
+    return leaky_relu_core(x, jnp.asarray(negative_slope).astype(x.dtype), grad_at_zero)
+
+
+def leaky_relu_core(
+    x: jax.Array, negative_slope: float | jax.Array, grad_at_zero: float | None
+) -> jax.Array:
+    """Leaky ReLU on checked arguments: float ``x``, a Python-float or ``x``-dtype slope."""
+    if isinstance(negative_slope, float):
+        # The backward pass can read the sign of x off the output y (y > 0 exactly when
+        # x > 0 for a slope >= 0), so it keeps y, which the next layer keeps anyway,
+        # instead of a mask of its own. Where that is not exact, it keeps the mask of x.
+        from_output = negative_slope >= 0 and grad_at_zero in (None, negative_slope)
+        return _leaky_relu(x, negative_slope, grad_at_zero, from_output)
+    return _leaky_relu(x, negative_slope, grad_at_zero, False)
+
+
+def _negative_part(x, negative_slope):
+    # a * x, except that a == 0 gives exactly 0 (not 0 * -inf = nan).
+    if isinstance(negative_slope, float):
+        return jnp.zeros_like(x) if negative_slope == 0 else negative_slope * x
+    return jnp.where(negative_slope == 0, jnp.zeros_like(x), negative_slope * x)
+
+
+# `negative_slope` is either a Python float (static: it becomes a constant of the
+# computation, with no tangent) or an array of x's dtype (differentiable).
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _leaky_relu(x, negative_slope, grad_at_zero, from_output):
+    # Zeros (and nan) take the identity branch: a * 0 == 0 and a zero keeps its sign.
+    return jnp.where(x < 0, _negative_part(x, negative_slope), x)
+
+
+@functools.partial(_leaky_relu.defjvp, symbolic_zeros=True)
+def _leaky_relu_jvp(grad_at_zero, from_output, primals, tangents):
+    x, negative_slope = primals
+    x_dot, slope_dot = tangents
+    y = _leaky_relu(x, negative_slope, grad_at_zero, from_output)
+    # Zero convention: d/dx at x == 0 (either sign) is `grad_at_zero`; None means the
+    # slope, the x <= 0 branch of the formula (PyTorch's and TensorFlow's choice).
+    # nan compares false, so it takes the slope too.
+    if type(x_dot) is SymbolicZero:
+        y_dot = jnp.zeros_like(y)
+    elif from_output:
+        # Under checkpoint, the residual is y and the compare is redone in the backward pass.
+        y_dot = jax.checkpoint(_scale_by_sign_of_output, static_argnums=(2,))(
+            y, x_dot, negative_slope
+        )
+    elif grad_at_zero is None:
+        y_dot = jnp.where(x > 0, x_dot, negative_slope * x_dot)
+    else:
+        at_zero = jnp.where(x == 0, grad_at_zero * x_dot, negative_slope * x_dot)
+        y_dot = jnp.where(x > 0, x_dot, at_zero)
+    if type(slope_dot) is not SymbolicZero:
+        # d/da = x for x <= 0, else 0 (nan stays nan).
+        y_dot = y_dot + jnp.where(x > 0, jnp.zeros_like(x), x) * slope_dot
+    return y, y_dot
+
+
+def _scale_by_sign_of_output(y, y_dot, negative_slope):
+    return jnp.where(y > 0, y_dot, negative_slope * y_dot)

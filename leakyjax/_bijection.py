@@ -1,0 +1,83 @@
+"""Leaky ReLU as a bijection, for normalizing flows."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from leakyjax import _validation as v
+
+
+def _check(fn: str, name: str, value: ArrayLike, negative_slope: ArrayLike) -> jax.Array:
+    v.check_array(fn, name, value)
+    v.check_real(fn, name, value)
+    v.check_array(fn, "negative_slope", negative_slope)
+    v.check_real(fn, "negative_slope", negative_slope)
+    v.check_broadcast(fn, "negative_slope", negative_slope, name, value)
+    if v.is_concrete(negative_slope):
+        slope = jnp.asarray(negative_slope)
+        if not jnp.all(jnp.isfinite(slope) & (slope > 0)):
+            raise ValueError(
+                f"{fn}: `negative_slope` must be finite and > 0 for Leaky ReLU to be "
+                f"invertible, got {negative_slope!r}"
+            )
+    return v.float_input(jnp.asarray(value))
+
+
+def inverse_leaky_relu(y: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Array:
+    r"""The inverse of :func:`leakyjax.leaky_relu` for a slope :math:`\alpha > 0`.
+
+    .. math::
+      x = \begin{cases}
+        y, & y > 0\\
+        y / \alpha, & y \le 0
+      \end{cases}
+
+    The derivative is 1 for :math:`y > 0` and :math:`1/\alpha` for :math:`y \le 0`, the
+    reciprocal of Leaky ReLU's with its default zero convention.
+
+    Args:
+      y: output of a Leaky ReLU.
+      negative_slope: the slope :math:`\alpha > 0` (scalar or broadcastable array).
+
+    Returns:
+      An array of ``y``'s (floating) dtype.
+
+    Example:
+      >>> import jax.numpy as jnp, leakyjax as lj
+      >>> lj.inverse_leaky_relu(jnp.array([-0.5, 0.0, 2.0]), 0.25)
+      Array([-2.,  0.,  2.], dtype=float32)
+    """
+    y = _check("inverse_leaky_relu", "y", y, negative_slope)
+    slope = jnp.asarray(negative_slope).astype(y.dtype)
+    return jnp.where(y > 0, y, y / slope)
+
+
+def leaky_relu_log_abs_det_jacobian(x: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Array:
+    r"""Element-wise :math:`\log |f'(x)|` of Leaky ReLU, for a change of variables.
+
+    .. math::
+      \log |f'(x)| = \begin{cases}
+        0, & x > 0\\
+        \log \alpha, & x \le 0
+      \end{cases}
+
+    At :math:`x = 0` it uses the default zero convention (:math:`f'(0) = \alpha`). Sum it
+    over the event axes for a flow's log-determinant.
+
+    Args:
+      x: input of the Leaky ReLU.
+      negative_slope: the slope :math:`\alpha > 0`.
+
+    Returns:
+      An array of ``x``'s (floating) dtype and the broadcast shape.
+
+    Example:
+      >>> import jax.numpy as jnp, leakyjax as lj
+      >>> lj.leaky_relu_log_abs_det_jacobian(jnp.array([-1.0, 0.0, 1.0]), 0.5)
+      Array([-0.6931472, -0.6931472,  0.       ], dtype=float32)
+    """
+    x = _check("leaky_relu_log_abs_det_jacobian", "x", x, negative_slope)
+    log_slope = jnp.log(jnp.asarray(negative_slope).astype(x.dtype))
+    return jnp.where(x > 0, jnp.zeros_like(x), log_slope)

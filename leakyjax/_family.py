@@ -1,0 +1,143 @@
+"""The family built on Leaky ReLU: parametric (PReLU) and randomized (RReLU)."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from leakyjax import _validation as v
+from leakyjax._activation import leaky_relu, leaky_relu_core
+
+
+def prelu(x: ArrayLike, slope: ArrayLike, *, axis: int = -1) -> jax.Array:
+    r"""Parametric ReLU (He et al., 2015): Leaky ReLU with a learnable slope per channel.
+
+    .. math::
+      \mathrm{prelu}(x)_{\ldots c \ldots} = \begin{cases}
+        x, & x > 0\\
+        \alpha_c x, & x \le 0
+      \end{cases}
+
+    where :math:`c` indexes ``axis`` of ``x``. The derivatives are those of
+    :func:`leakyjax.leaky_relu` with its default zero convention (the derivative in
+    :math:`x` at 0 is :math:`\alpha_c`); the gradient with respect to ``slope`` is
+    :math:`\sum x` over the elements of its channel with :math:`x \le 0`, with ``slope``'s
+    shape and dtype. Slopes may be any finite value (He et al. do not constrain them).
+
+    Args:
+      x: input array, at least 1-D unless ``slope`` is a scalar.
+      slope: a scalar, or a 1-D array with one slope per channel: ``x.shape[axis]`` long.
+      axis: the channel axis of ``x``: -1 for NHWC or (batch, features), 1 for NCHW.
+
+    Returns:
+      An array of ``x``'s (floating) dtype and shape.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, leakyjax as lj
+      >>> x = jnp.array([[-1.0, -2.0], [3.0, -4.0]])
+      >>> lj.prelu(x, jnp.array([0.1, 0.5]))
+      Array([[-0.1, -1. ],
+             [ 3. , -2. ]], dtype=float32)
+      >>> jax.grad(lambda a: lj.prelu(x, a).sum())(jnp.array([0.1, 0.5]))
+      Array([-1., -6.], dtype=float32)
+    """
+    v.check_array("prelu", "x", x)
+    v.check_array("prelu", "slope", slope)
+    if type(slope) is float or type(slope) is int:
+        return leaky_relu(x, slope)
+    v.check_finite("prelu", "slope", slope)
+    return _prelu(x, slope, axis)
+
+
+@functools.partial(jax.jit, static_argnums=(2,))
+def _prelu(x, slope, axis):
+    v.check_real("prelu", "x", x)
+    v.check_real("prelu", "slope", slope)
+    x = v.float_input(jnp.asarray(x))
+    slope = jnp.asarray(slope)
+    if slope.ndim == 0:
+        return leaky_relu_core(x, slope.astype(x.dtype), None)
+    if slope.ndim != 1:
+        raise ValueError(
+            f"prelu: `slope` must be a scalar or 1-D (one slope per channel), "
+            f"got shape {slope.shape}"
+        )
+    axis = v.check_axis("prelu", "axis", axis, x.ndim)
+    if slope.shape[0] != x.shape[axis]:
+        raise ValueError(
+            f"prelu: `slope` has {slope.shape[0]} slopes but `x` has {x.shape[axis]} "
+            f"channels along axis {axis} (x.shape={x.shape})"
+        )
+    shape = [1] * x.ndim
+    shape[axis] = slope.shape[0]
+    return leaky_relu_core(x, slope.astype(x.dtype).reshape(shape), None)
+
+
+def rrelu(
+    key: ArrayLike | None,
+    x: ArrayLike,
+    lower: float = 1 / 8,
+    upper: float = 1 / 3,
+    *,
+    deterministic: bool = False,
+) -> jax.Array:
+    r"""Randomized Leaky ReLU (Xu et al., 2015; PyTorch's ``nn.RReLU``).
+
+    .. math::
+      \mathrm{rrelu}(x) = \begin{cases}
+        x, & x > 0\\
+        \alpha x, & x \le 0
+      \end{cases}
+      \qquad \alpha \sim U[\mathrm{lower}, \mathrm{upper}]
+
+    In training (``deterministic=False``) every element draws its own slope from ``key``;
+    the same key gives the same slopes, and the derivative uses the slopes the forward
+    used (at :math:`x = 0` the derivative is the element's slope). For evaluation
+    (``deterministic=True``) it is :func:`leakyjax.leaky_relu` with the mean slope
+    :math:`(\mathrm{lower} + \mathrm{upper}) / 2`, and ``key`` may be ``None``.
+
+    Args:
+      key: a ``jax.random`` key (``jax.random.key(seed)`` or a legacy ``PRNGKey``).
+      x: input array.
+      lower: smallest slope, a Python number with ``0 <= lower <= upper``.
+      upper: largest slope.
+      deterministic: use the mean slope instead of random ones.
+
+    Returns:
+      An array of ``x``'s (floating) dtype and shape.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, leakyjax as lj
+      >>> x = jnp.array([-1.0, -1.0, 2.0])
+      >>> y = lj.rrelu(jax.random.key(0), x)
+      >>> bool(jnp.all((-1/3 <= y[:2]) & (y[:2] <= -1/8))), float(y[2])
+      (True, 2.0)
+      >>> lj.rrelu(None, x, 0.1, 0.3, deterministic=True)
+      Array([-0.2, -0.2,  2. ], dtype=float32)
+    """
+    lower = v.check_real_scalar("rrelu", "lower", lower)
+    upper = v.check_real_scalar("rrelu", "upper", upper)
+    if not 0 <= lower <= upper:
+        raise ValueError(
+            f"rrelu: expected 0 <= `lower` <= `upper`, got lower={lower}, upper={upper}"
+        )
+    if not isinstance(deterministic, bool):
+        raise TypeError(f"rrelu: `deterministic` must be a bool, got {deterministic!r}")
+    if deterministic:
+        return leaky_relu(x, (lower + upper) / 2)
+    v.check_key("rrelu", key)
+    v.check_array("rrelu", "x", x)
+    return _rrelu(key, x, lower, upper)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _rrelu(key, x, lower, upper):
+    v.check_real("rrelu", "x", x)
+    x = v.float_input(jnp.asarray(x))
+    if key.dtype == jnp.uint32:
+        key = jax.random.wrap_key_data(key)
+    slopes = jax.random.uniform(key, x.shape, x.dtype, lower, upper)
+    return leaky_relu_core(x, slopes, None)
