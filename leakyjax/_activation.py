@@ -34,8 +34,8 @@ def leaky_relu(
     :math:`\alpha` is :math:`x` for :math:`x \le 0` and 0 otherwise, so the slope can be
     learned (see :func:`leakyjax.prelu`).
 
-    Special values: NaN gives NaN (its derivative is the :math:`x < 0` one, as NaN compares
-    false); :math:`\pm\infty` gives :math:`\pm\infty` for :math:`\alpha > 0`, and
+    Special values: NaN gives NaN (its derivative is ``grad_at_zero``, as NaN compares
+    neither above nor below 0); :math:`\pm\infty` gives :math:`\pm\infty` for :math:`\alpha > 0`, and
     :math:`-\infty` gives exactly 0 for :math:`\alpha = 0`; a zero keeps its sign. XLA on CPU
     flushes subnormal numbers to zero, so there a subnormal ``x`` behaves as 0.
 
@@ -69,6 +69,9 @@ def leaky_relu(
         return _leaky_relu_static_slope(x, negative_slope, grad_at_zero)
     v.check_array("leaky_relu", "negative_slope", negative_slope)
     v.check_finite("leaky_relu", "negative_slope", negative_slope)
+    if grad_at_zero is not None:
+        grad_at_zero = v.check_real_scalar("leaky_relu", "grad_at_zero", grad_at_zero)
+        v.check_grad_at_zero("leaky_relu", grad_at_zero, negative_slope)
     return _leaky_relu_array_slope(x, negative_slope, grad_at_zero)
 
 
@@ -85,8 +88,6 @@ def _leaky_relu_static_slope(x, negative_slope, grad_at_zero):
 
 @functools.partial(jax.jit, static_argnums=(2,))
 def _leaky_relu_array_slope(x, negative_slope, grad_at_zero):
-    if grad_at_zero is not None:
-        grad_at_zero = v.check_real_scalar("leaky_relu", "grad_at_zero", grad_at_zero)
     v.check_real("leaky_relu", "x", x)
     v.check_real("leaky_relu", "negative_slope", negative_slope)
     v.check_broadcast("leaky_relu", "negative_slope", negative_slope, "x", x)
@@ -129,7 +130,9 @@ def _leaky_relu_jvp(grad_at_zero, from_output, primals, tangents):
     y = _leaky_relu(x, negative_slope, grad_at_zero, from_output)
     # Zero convention: d/dx at x == 0 (either sign) is `grad_at_zero`; None means the
     # slope, the x <= 0 branch of the formula (PyTorch's and TensorFlow's choice).
-    # nan compares false, so it takes the slope too.
+    # Zero is "neither > 0 nor < 0", so nan takes `grad_at_zero` too, and a subnormal x
+    # that the platform flushes in one compare but not the other still gets a valid
+    # subgradient (never the slope for a positive x).
     if type(x_dot) is SymbolicZero:
         y_dot = jnp.zeros_like(y)
     elif from_output:
@@ -140,8 +143,8 @@ def _leaky_relu_jvp(grad_at_zero, from_output, primals, tangents):
     elif grad_at_zero is None:
         y_dot = jnp.where(x > 0, x_dot, negative_slope * x_dot)
     else:
-        at_zero = jnp.where(x == 0, grad_at_zero * x_dot, negative_slope * x_dot)
-        y_dot = jnp.where(x > 0, x_dot, at_zero)
+        not_positive = jnp.where(x < 0, negative_slope * x_dot, grad_at_zero * x_dot)
+        y_dot = jnp.where(x > 0, x_dot, not_positive)
     if type(slope_dot) is not SymbolicZero:
         # d/da = x for x <= 0, else 0 (nan stays nan).
         y_dot = y_dot + jnp.where(x > 0, jnp.zeros_like(x), x) * slope_dot

@@ -40,9 +40,7 @@ def check_array(fn: str, name: str, value: Any) -> None:
     if not isinstance(value, _ARRAY_TYPES) or (
         isinstance(value, np.ndarray) and value.dtype == object
     ):
-        raise TypeError(
-            f"{fn}: `{name}` must be an array or a real number, got {_describe(value)}"
-        )
+        raise TypeError(f"{fn}: `{name}` must be an array or a real number, got {_describe(value)}")
 
 
 def check_real(fn: str, name: str, value: Any) -> None:
