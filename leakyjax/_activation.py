@@ -35,9 +35,11 @@ def leaky_relu(
     learned (see :func:`leakyjax.prelu`).
 
     Special values: NaN gives NaN (its derivative is ``grad_at_zero``, as NaN compares
-    neither above nor below 0); :math:`\pm\infty` gives :math:`\pm\infty` for :math:`\alpha > 0`, and
-    :math:`-\infty` gives exactly 0 for :math:`\alpha = 0`; a zero keeps its sign. XLA on CPU
-    flushes subnormal numbers to zero, so there a subnormal ``x`` behaves as 0.
+    neither above nor below 0); :math:`\pm\infty` gives :math:`\pm\infty` for
+    :math:`\alpha > 0`, and :math:`-\infty` gives exactly 0 for :math:`\alpha = 0`; a zero
+    keeps its sign. XLA on CPU treats float32 and bfloat16 subnormals as zero in compares and
+    flushes subnormal results, so there a subnormal ``x`` behaves as 0 (it passes through
+    unchanged and its derivative is ``grad_at_zero``).
 
     Args:
       x: input array. Integer and boolean inputs are promoted to the default float dtype;
