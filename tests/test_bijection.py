@@ -1,0 +1,42 @@
+"""inverse_leaky_relu and leaky_relu_log_abs_det_jacobian."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import leakyjax as lj
+
+
+class BijectionTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_round_trip(self):
+        x = jax.random.normal(jax.random.key(0), (10000,)) * 10
+        for slope in (0.25, 0.5, 2.0):  # powers of two: a * x / a is exact
+            y = lj.leaky_relu(x, slope)
+            np.testing.assert_array_equal(self.variant(lj.inverse_leaky_relu)(y, slope), x)
+        y = lj.leaky_relu(x, 0.01)
+        np.testing.assert_allclose(lj.inverse_leaky_relu(y, 0.01), x, rtol=2e-7)
+
+    def test_derivative_is_reciprocal(self):
+        y = jnp.array([-1.0, 0.0, 1.0])
+        d = jax.vmap(jax.grad(lambda y: lj.inverse_leaky_relu(y, 0.25)))(y)
+        np.testing.assert_array_equal(d, [4.0, 4.0, 1.0])
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_log_abs_det_jacobian(self):
+        x = jnp.array([-2.0, -0.0, 0.0, 3.0])
+        ld = self.variant(lj.leaky_relu_log_abs_det_jacobian)(x, 0.5)
+        np.testing.assert_array_equal(ld, [np.log(np.float32(0.5))] * 3 + [0.0])
+        # it is log|f'(x)| with leaky_relu's derivative
+        d = jax.vmap(jax.grad(lambda x: lj.leaky_relu(x, 0.5)))(x)
+        np.testing.assert_array_equal(ld, jnp.log(jnp.abs(d)))
+
+    def test_bad_slope(self):
+        for fn in (lj.inverse_leaky_relu, lj.leaky_relu_log_abs_det_jacobian):
+            for slope in (0.0, -0.1, np.nan, jnp.array([0.1, 0.0])):
+                with pytest.raises(ValueError, match="`negative_slope` must be finite and > 0"):
+                    fn(jnp.ones(2), slope)
+            with pytest.raises(TypeError, match="must be an array"):
+                fn(None, 0.1)
