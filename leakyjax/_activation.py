@@ -138,20 +138,32 @@ def _leaky_relu_jvp(grad_at_zero, from_output, primals, tangents):
     if type(x_dot) is SymbolicZero:
         y_dot = jnp.zeros_like(y)
     elif from_output:
-        # Under checkpoint, the residual is y and the compare is redone in the backward pass.
-        y_dot = jax.checkpoint(_scale_by_sign_of_output, static_argnums=(2,))(
-            y, x_dot, negative_slope
+        # The sign of x is read off y inside a checkpoint: reverse mode keeps y (which the
+        # next layer keeps anyway) and redoes the compare, instead of keeping a mask.
+        y_dot = _checkpoint(lambda t, y: t * _derivative(y > 0, None, negative_slope, None))(
+            x_dot, y
         )
-    elif grad_at_zero is None:
-        y_dot = jnp.where(x > 0, x_dot, negative_slope * x_dot)
     else:
-        not_positive = jnp.where(x < 0, negative_slope * x_dot, grad_at_zero * x_dot)
-        y_dot = jnp.where(x > 0, x_dot, not_positive)
+        # The masks are computed outside the checkpoint, so they are what reverse mode keeps
+        # (one byte each), not a float array of derivatives.
+        negative = None if grad_at_zero is None else x < 0
+        y_dot = _checkpoint(
+            lambda t, pos, neg: t * _derivative(pos, neg, negative_slope, grad_at_zero)
+        )(x_dot, x > 0, negative)
     if type(slope_dot) is not SymbolicZero:
         # d/da = x for x <= 0, else 0 (nan stays nan).
         y_dot = y_dot + jnp.where(x > 0, jnp.zeros_like(x), x) * slope_dot
     return y, y_dot
 
 
-def _scale_by_sign_of_output(y, y_dot, negative_slope):
-    return jnp.where(y > 0, y_dot, negative_slope * y_dot)
+def _derivative(positive, negative, negative_slope, grad_at_zero):
+    # 1 where positive; the slope where negative (or, with the default convention, wherever
+    # not positive); grad_at_zero elsewhere. One select (two with a grad_at_zero of its own).
+    if negative is None:
+        return jnp.where(positive, 1.0, negative_slope)
+    return jnp.where(positive, 1.0, jnp.where(negative, negative_slope, grad_at_zero))
+
+
+# prevent_cse=False: the recomputation may fuse with its neighbours; measured in the HLO
+# tests (tests/test_performance.py).
+_checkpoint = functools.partial(jax.checkpoint, prevent_cse=False)
