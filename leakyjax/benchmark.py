@@ -1,0 +1,240 @@
+"""Benchmark leakyjax against jax.nn on this machine: ``python -m leakyjax.benchmark``.
+
+Every figure is a ratio measured side by side in one process: the candidates run interleaved,
+after warm-up, over several rounds, and the median is reported. Prints a table (or ``--json``).
+
+1. forward throughput (GB/s moved) of leakyjax, ``jax.nn.leaky_relu`` and an XLA copy of the
+   same array (the bandwidth roofline), with fresh output buffers and with donated ones;
+2. forward + backward throughput of the same three;
+3. an MLP training step: time and saved-residual bytes, leakyjax vs ``jax.nn.leaky_relu`` vs
+   ``jax.nn.relu``;
+4. eager call latency on a small array (the notebook case).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+import leakyjax as lj
+
+
+def _log(quiet: bool, *args: object) -> None:
+    if not quiet:
+        print(*args, file=sys.stderr, flush=True)
+
+
+def _interleaved(
+    candidates: dict[str, Callable[[], object]], rounds: int, repeats: int
+) -> dict[str, float]:
+    """Median seconds per call of each candidate, timed in interleaved rounds."""
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for fn in candidates.values():  # warm-up: compile and touch the buffers
+        jax.block_until_ready(fn())
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            for _ in range(repeats):
+                out = fn()
+            jax.block_until_ready(out)
+            times[name].append((time.perf_counter() - start) / repeats)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _forward(size: int, rounds: int, repeats: int, donate: bool) -> dict[str, float]:
+    """GB/s of the forward pass (bytes read + written over seconds)."""
+    fns = {
+        "leakyjax": lambda x: lj.leaky_relu(x),
+        "jax.nn": lambda x: jax.nn.leaky_relu(x),
+        "copy": lambda x: x * jnp.ones((), x.dtype),  # an XLA elementwise copy of x
+    }
+    x0 = jax.random.normal(jax.random.key(0), (size,), jnp.float32)
+    nbytes = 2 * x0.nbytes
+    if donate:
+        # Each call takes its input's buffer for its output: no fresh pages, the real roofline.
+        jitted = {k: jax.jit(f, donate_argnums=0) for k, f in fns.items()}
+        state = {k: x0 + 0 for k in fns}
+
+        def make(name: str) -> Callable[[], object]:
+            def run() -> object:
+                state[name] = jitted[name](state[name])
+                return state[name]
+
+            return run
+
+        candidates = {k: make(k) for k in fns}
+    else:
+        jitted = {k: jax.jit(f) for k, f in fns.items()}
+        candidates = {k: (lambda f=f: f(x0)) for k, f in jitted.items()}
+    seconds = _interleaved(candidates, rounds, repeats)
+    return {k: nbytes / s / 1e9 for k, s in seconds.items()}
+
+
+def _forward_backward(size: int, rounds: int, repeats: int) -> dict[str, float]:
+    """GB/s of value-and-grad of sum(f(x) * c): reads x and c, writes y and dx."""
+    fns = {
+        "leakyjax": lj.leaky_relu,
+        "jax.nn": jax.nn.leaky_relu,
+        "copy": lambda x: x * jnp.ones((), x.dtype),
+    }
+    x0 = jax.random.normal(jax.random.key(0), (size,), jnp.float32)
+    c = jax.random.normal(jax.random.key(1), (size,), jnp.float32)
+
+    def make(f: Callable) -> Callable[[], object]:
+        step = jax.jit(lambda x, c: jax.vjp(f, x)[1](c)[0])
+        return lambda: step(x0, c)
+
+    seconds = _interleaved({k: make(f) for k, f in fns.items()}, rounds, repeats)
+    nbytes = 3 * x0.nbytes  # read x, read the cotangent, write dx (y is fused away or recomputed)
+    return {k: nbytes / s / 1e9 for k, s in seconds.items()}
+
+
+def residual_bytes(f: Callable, *args: object) -> tuple[int, int]:
+    """(unique bytes, boolean bytes) of what reverse mode keeps for the backward pass of f."""
+    _, vjp_fn = jax.vjp(f, *args)
+    leaves = {id(leaf): leaf for leaf in jax.tree.leaves(vjp_fn) if hasattr(leaf, "nbytes")}
+    total = sum(leaf.nbytes for leaf in leaves.values())
+    booleans = sum(leaf.nbytes for leaf in leaves.values() if leaf.dtype == jnp.bool_)
+    return total, booleans
+
+
+def mlp_loss(act: Callable, params: list, x: jax.Array) -> jax.Array:
+    """A Leaky ReLU MLP with a linear read-out and a squared-error loss."""
+    for w, b in params[:-1]:
+        x = act(x @ w + b)
+    w, b = params[-1]
+    return jnp.mean((x @ w + b) ** 2)
+
+
+def mlp_params(key: jax.Array, layers: int, width: int, dtype=jnp.float32) -> list:
+    keys = jax.random.split(key, layers + 1)
+    return [(lj.he_normal(0.01)(k, (width, width), dtype), jnp.zeros(width, dtype)) for k in keys]
+
+
+def _mlp(layers: int, width: int, batch: int, rounds: int, repeats: int) -> dict[str, dict]:
+    acts = {"leakyjax": lj.leaky_relu, "jax.nn": jax.nn.leaky_relu, "relu": jax.nn.relu}
+    params = mlp_params(jax.random.key(0), layers, width)
+    x = jax.random.normal(jax.random.key(1), (batch, width))
+
+    def make(act: Callable) -> Callable[[], object]:
+        @jax.jit
+        def step(params: list) -> list:
+            grads = jax.grad(lambda p: mlp_loss(act, p, x))(params)
+            return jax.tree.map(lambda p, g: p - 1e-3 * g, params, grads)
+
+        return lambda: step(params)
+
+    seconds = _interleaved({k: make(a) for k, a in acts.items()}, rounds, repeats)
+    residuals = {
+        k: residual_bytes(lambda p, a=a: mlp_loss(a, p, x), params) for k, a in acts.items()
+    }
+    return {k: {"step_s": seconds[k], "residual_bytes": residuals[k][0]} for k in acts}
+
+
+def _eager(rounds: int, repeats: int) -> dict[str, float]:
+    x = jnp.linspace(-1.0, 1.0, 64)
+    fns = {"leakyjax": lj.leaky_relu, "jax.nn": jax.nn.leaky_relu, "relu": jax.nn.relu}
+    return _interleaved({k: (lambda f=f: f(x)) for k, f in fns.items()}, rounds, repeats)
+
+
+def run(
+    size: int = 1 << 24,
+    layers: int = 4,
+    width: int = 1024,
+    batch: int = 512,
+    rounds: int = 15,
+    quiet: bool = False,
+) -> dict:
+    """Runs all four measurements and returns their results (ratios included)."""
+    result: dict = {"backend": jax.default_backend(), "devices": len(jax.devices()), "size": size}
+    big = max(1, min(10, (1 << 26) // max(size, 1)))
+    _log(quiet, f"[1/4] forward, {size:,} float32 elements ...")
+    result["forward_fresh_gbs"] = _forward(size, rounds, big, donate=False)
+    result["forward_donated_gbs"] = _forward(size, rounds, big, donate=True)
+    _log(quiet, "[2/4] forward + backward ...")
+    result["forward_backward_gbs"] = _forward_backward(size, rounds, big)
+    _log(quiet, f"[3/4] MLP step, {layers} layers of {width}, batch {batch} ...")
+    result["mlp"] = _mlp(layers, width, batch, rounds, 3)
+    _log(quiet, "[4/4] eager call latency ...")
+    result["eager_s"] = _eager(rounds, 200)
+    fw, fwd, fb = (
+        result["forward_fresh_gbs"],
+        result["forward_donated_gbs"],
+        result["forward_backward_gbs"],
+    )
+    mlp, eager = result["mlp"], result["eager_s"]
+    result["ratios"] = {
+        "forward vs jax.nn (fresh)": fw["leakyjax"] / fw["jax.nn"],
+        "forward vs copy (fresh)": fw["leakyjax"] / fw["copy"],
+        "forward vs jax.nn (donated)": fwd["leakyjax"] / fwd["jax.nn"],
+        "forward vs copy (donated)": fwd["leakyjax"] / fwd["copy"],
+        "forward+backward vs jax.nn": fb["leakyjax"] / fb["jax.nn"],
+        "forward+backward vs copy": fb["leakyjax"] / fb["copy"],
+        "MLP step time vs jax.nn": mlp["leakyjax"]["step_s"] / mlp["jax.nn"]["step_s"],
+        "MLP step time vs relu": mlp["leakyjax"]["step_s"] / mlp["relu"]["step_s"],
+        "MLP residual bytes vs jax.nn": mlp["leakyjax"]["residual_bytes"]
+        / mlp["jax.nn"]["residual_bytes"],
+        "eager latency vs jax.nn": eager["leakyjax"] / eager["jax.nn"],
+        "eager latency vs relu": eager["leakyjax"] / eager["relu"],
+    }
+    return result
+
+
+def format_table(result: dict) -> str:
+    lines = [
+        f"leakyjax benchmark on {result['backend']} ({result['devices']} device(s)), "
+        f"medians of interleaved rounds",
+        "",
+        "| measurement | leakyjax | jax.nn.leaky_relu | reference |",
+        "|---|---|---|---|",
+    ]
+    for key, label in [
+        ("forward_fresh_gbs", "forward GB/s, fresh output (ref: copy)"),
+        ("forward_donated_gbs", "forward GB/s, donated buffer (ref: copy)"),
+        ("forward_backward_gbs", "forward+backward GB/s (ref: copy)"),
+    ]:
+        r = result[key]
+        lines.append(f"| {label} | {r['leakyjax']:.2f} | {r['jax.nn']:.2f} | {r['copy']:.2f} |")
+    m = result["mlp"]
+    lines.append(
+        f"| MLP step ms (ref: relu) | {m['leakyjax']['step_s'] * 1e3:.2f} | "
+        f"{m['jax.nn']['step_s'] * 1e3:.2f} | {m['relu']['step_s'] * 1e3:.2f} |"
+    )
+    lines.append(
+        f"| MLP saved residual MB (ref: relu) | {m['leakyjax']['residual_bytes'] / 1e6:.2f} | "
+        f"{m['jax.nn']['residual_bytes'] / 1e6:.2f} | {m['relu']['residual_bytes'] / 1e6:.2f} |"
+    )
+    e = result["eager_s"]
+    lines.append(
+        f"| eager call us (ref: relu) | {e['leakyjax'] * 1e6:.1f} | {e['jax.nn'] * 1e6:.1f} | "
+        f"{e['relu'] * 1e6:.1f} |"
+    )
+    lines += ["", "| ratio | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.3f} |" for k, v in result["ratios"].items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m leakyjax.benchmark", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--size", type=int, default=1 << 24, help="elements for 1-2 (float32)")
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--width", type=int, default=1024)
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds per median")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    result = run(args.size, args.layers, args.width, args.batch, args.rounds, quiet=False)
+    print(json.dumps(result, indent=1) if args.json else format_table(result))
+
+
+if __name__ == "__main__":
+    main()
