@@ -12,7 +12,7 @@ NOTEBOOKS = pathlib.Path(__file__).parent.parent / "notebooks"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["tour.ipynb", "mlp_demo.ipynb"])
+@pytest.mark.parametrize("name", ["tour.ipynb", "mlp_demo.ipynb", "data_parallel.ipynb"])
 def test_notebook_runs(name, tmp_path):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     # Runs in a scratch directory, so the committed figures are left alone.
