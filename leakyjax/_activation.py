@@ -164,6 +164,6 @@ def _derivative(positive, negative, negative_slope, grad_at_zero):
     return jnp.where(positive, 1.0, jnp.where(negative, negative_slope, grad_at_zero))
 
 
-# prevent_cse=False: the recomputation may fuse with its neighbours; measured in the HLO
-# tests (tests/test_performance.py).
+# prevent_cse=False leaves XLA free to fuse the recomputation. Measured on CPU, True compiled
+# to the same fusions (no optimization barrier) for the gradients of all three rules.
 _checkpoint = functools.partial(jax.checkpoint, prevent_cse=False)
