@@ -25,6 +25,20 @@ import jax.numpy as jnp
 
 import leakyjax as lj
 
+# The candidates of the elementwise measurements: the "copy" is a pass over x (negation)
+# that XLA cannot elide, the bandwidth roofline.
+_ELEMENTWISE: dict[str, Callable] = {
+    "leakyjax": lj.leaky_relu,
+    "jax.nn": jax.nn.leaky_relu,
+    "copy": lambda x: -x,
+}
+# The candidates of the MLP and eager measurements.
+_ACTIVATIONS: dict[str, Callable] = {
+    "leakyjax": lj.leaky_relu,
+    "jax.nn": jax.nn.leaky_relu,
+    "relu": jax.nn.relu,
+}
+
 
 def _log(quiet: bool, *args: object) -> None:
     if not quiet:
@@ -50,11 +64,7 @@ def _interleaved(
 
 def _forward(size: int, rounds: int, repeats: int, donate: bool) -> dict[str, float]:
     """GB/s of the forward pass (bytes read + written over seconds)."""
-    fns = {
-        "leakyjax": lambda x: lj.leaky_relu(x),
-        "jax.nn": lambda x: jax.nn.leaky_relu(x),
-        "copy": lambda x: -x,  # an elementwise pass over x that XLA cannot elide
-    }
+    fns = _ELEMENTWISE
     x0 = jax.random.normal(jax.random.key(0), (size,), jnp.float32)
     nbytes = 2 * x0.nbytes
     if donate:
@@ -79,11 +89,7 @@ def _forward(size: int, rounds: int, repeats: int, donate: bool) -> dict[str, fl
 
 def _forward_backward(size: int, rounds: int, repeats: int) -> dict[str, float]:
     """GB/s of value-and-grad of sum(f(x) * c): reads x and c, writes y and dx."""
-    fns = {
-        "leakyjax": lj.leaky_relu,
-        "jax.nn": jax.nn.leaky_relu,
-        "copy": lambda x: -x,
-    }
+    fns = _ELEMENTWISE
     x0 = jax.random.normal(jax.random.key(0), (size,), jnp.float32)
     c = jax.random.normal(jax.random.key(1), (size,), jnp.float32)
 
@@ -119,7 +125,7 @@ def mlp_params(key: jax.Array, layers: int, width: int, dtype=jnp.float32) -> li
 
 
 def _mlp(layers: int, width: int, batch: int, rounds: int, repeats: int) -> dict[str, dict]:
-    acts = {"leakyjax": lj.leaky_relu, "jax.nn": jax.nn.leaky_relu, "relu": jax.nn.relu}
+    acts = _ACTIVATIONS
     params = mlp_params(jax.random.key(0), layers, width)
     x = jax.random.normal(jax.random.key(1), (batch, width))
 
@@ -140,7 +146,7 @@ def _mlp(layers: int, width: int, batch: int, rounds: int, repeats: int) -> dict
 
 def _eager(rounds: int, repeats: int) -> dict[str, float]:
     x = jnp.linspace(-1.0, 1.0, 64)
-    fns = {"leakyjax": lj.leaky_relu, "jax.nn": jax.nn.leaky_relu, "relu": jax.nn.relu}
+    fns = _ACTIVATIONS
     return _interleaved({k: (lambda f=f: f(x)) for k, f in fns.items()}, rounds, repeats)
 
 
