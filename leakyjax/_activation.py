@@ -68,100 +68,141 @@ def leaky_relu(
     v.check_array("leaky_relu", "x", x)
     if type(negative_slope) is float or type(negative_slope) is int:
         # A Python number is static: the derivative rule is chosen knowing its value.
-        return _leaky_relu_static_slope(x, negative_slope, grad_at_zero)
-    v.check_array("leaky_relu", "negative_slope", negative_slope)
-    v.check_finite("leaky_relu", "negative_slope", negative_slope)
-    if grad_at_zero is not None:
-        grad_at_zero = v.check_real_scalar("leaky_relu", "grad_at_zero", grad_at_zero)
-        v.check_grad_at_zero("leaky_relu", grad_at_zero, negative_slope)
-    return _leaky_relu_array_slope(x, negative_slope, grad_at_zero)
+        if grad_at_zero is not None:
+            grad_at_zero = v.check_real_scalar("leaky_relu", "grad_at_zero", grad_at_zero)
+        return static_slope(x, negative_slope, grad_at_zero, ("leaky_relu", "negative_slope"))
+    v.check_array("leaky_relu", "negative_slope", negative_slope, allow_bool=False)
+    v.check_finite("leaky_relu", "negative_slope", negative_slope, v.float_dtype(x))
+    grad_at_zero = v.check_grad_at_zero("leaky_relu", grad_at_zero, negative_slope)
+    return _array_slope(x, negative_slope, grad_at_zero)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def _leaky_relu_static_slope(x, negative_slope, grad_at_zero):
-    v.check_real("leaky_relu", "x", x)
-    slope = v.check_real_scalar("leaky_relu", "negative_slope", negative_slope)
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def static_slope(
+    x: jax.Array, negative_slope: float, grad_at_zero: float | None, where: tuple[str, str]
+) -> jax.Array:
+    """Leaky ReLU with a Python-number slope, checked when traced; ``where`` names it."""
+    fn, name = where
+    slope = v.check_real_scalar(fn, name, negative_slope)
+    grad_at_zero = v.check_grad_at_zero(fn, grad_at_zero, slope)
+    x = v.float_input(x)
+    slope = v.round_to_dtype(fn, name, slope, x.dtype)
     if grad_at_zero is not None:
-        grad_at_zero = v.check_real_scalar("leaky_relu", "grad_at_zero", grad_at_zero)
-        v.check_grad_at_zero("leaky_relu", grad_at_zero, slope)
-    x = v.float_input(jnp.asarray(x))
+        grad_at_zero = v.round_to_dtype(fn, "grad_at_zero", grad_at_zero, x.dtype)
     return leaky_relu_core(x, slope, grad_at_zero)
 
 
 @functools.partial(jax.jit, static_argnums=(2,))
-def _leaky_relu_array_slope(x, negative_slope, grad_at_zero):
-    v.check_real("leaky_relu", "x", x)
-    v.check_real("leaky_relu", "negative_slope", negative_slope)
+def _array_slope(x, negative_slope, grad_at_zero):
     v.check_broadcast("leaky_relu", "negative_slope", negative_slope, "x", x)
-    x = v.float_input(jnp.asarray(x))
-    return leaky_relu_core(x, jnp.asarray(negative_slope).astype(x.dtype), grad_at_zero)
+    x = v.float_input(x)
+    slope = negative_slope.astype(x.dtype)
+    v.debug_check_finite("leaky_relu", "negative_slope", slope)
+    if grad_at_zero is not None:
+        grad_at_zero = v.round_to_dtype("leaky_relu", "grad_at_zero", grad_at_zero, x.dtype)
+    return leaky_relu_core(x, slope, grad_at_zero)
 
 
 def leaky_relu_core(
     x: jax.Array, negative_slope: float | jax.Array, grad_at_zero: float | None
 ) -> jax.Array:
-    """Leaky ReLU on checked arguments: float ``x``, a Python-float or ``x``-dtype slope."""
+    """Leaky ReLU on checked arguments: float ``x``; a Python float or an ``x``-dtype slope.
+
+    A Python-float slope (and ``grad_at_zero``) must already be rounded to ``x``'s dtype.
+    """
     if isinstance(negative_slope, float):
         # The backward pass can read the sign of x off the output y (y > 0 exactly when
         # x > 0 for a slope >= 0), so it keeps y, which the next layer keeps anyway,
         # instead of a mask of its own. Where that is not exact, it keeps the mask of x.
         from_output = negative_slope >= 0 and grad_at_zero in (None, negative_slope)
-        return _leaky_relu(x, negative_slope, grad_at_zero, from_output)
-    return _leaky_relu(x, negative_slope, grad_at_zero, False)
+        return _leaky_relu_static(x, negative_slope, grad_at_zero, from_output)
+    return _leaky_relu_array(x, negative_slope, grad_at_zero)
+
+
+def _forward(x, negative_slope):
+    # Zeros (and nan) take the identity branch: a * 0 == 0 and a zero keeps its sign.
+    return jnp.where(x < 0, _negative_part(x, _effective_slope(negative_slope, x.dtype)), x)
+
+
+def _effective_slope(negative_slope, dtype):
+    # A slope below the smallest normal number of x's dtype counts as 0, on every platform
+    # (a Python-float slope was flushed when it was rounded to the dtype).
+    if isinstance(negative_slope, float):
+        return negative_slope
+    tiny = jnp.finfo(dtype).tiny
+    return jnp.where(jnp.abs(negative_slope) < tiny, jnp.zeros_like(negative_slope), negative_slope)
 
 
 def _negative_part(x, negative_slope):
-    # a * x, except that a == 0 gives exactly 0 (not 0 * -inf = nan).
+    # a * x, except that a == 0 gives exactly +0 (not 0 * -inf = nan).
     if isinstance(negative_slope, float):
         return jnp.zeros_like(x) if negative_slope == 0 else negative_slope * x
     return jnp.where(negative_slope == 0, jnp.zeros_like(x), negative_slope * x)
 
 
-# `negative_slope` is either a Python float (static: it becomes a constant of the
-# computation, with no tangent) or an array of x's dtype (differentiable).
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
-def _leaky_relu(x, negative_slope, grad_at_zero, from_output):
-    # Zeros (and nan) take the identity branch: a * 0 == 0 and a zero keeps its sign.
-    return jnp.where(x < 0, _negative_part(x, negative_slope), x)
+# A Python-float slope is static: a constant of the computation, with no tangent.
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def _leaky_relu_static(x, negative_slope, grad_at_zero, from_output):
+    return _forward(x, negative_slope)
 
 
-@functools.partial(_leaky_relu.defjvp, symbolic_zeros=True)
-def _leaky_relu_jvp(grad_at_zero, from_output, primals, tangents):
+@_leaky_relu_static.defjvp
+def _leaky_relu_static_jvp(negative_slope, grad_at_zero, from_output, primals, tangents):
+    (x,), (x_dot,) = primals, tangents
+    y = _forward(x, negative_slope)
+    return y, _x_term(x, y, x_dot, negative_slope, grad_at_zero, from_output)
+
+
+# An array slope (of x's dtype, broadcasting against x) is differentiable.
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _leaky_relu_array(x, negative_slope, grad_at_zero):
+    return _forward(x, negative_slope)
+
+
+@functools.partial(_leaky_relu_array.defjvp, symbolic_zeros=True)
+def _leaky_relu_array_jvp(grad_at_zero, primals, tangents):
     x, negative_slope = primals
     x_dot, slope_dot = tangents
-    y = _leaky_relu(x, negative_slope, grad_at_zero, from_output)
+    y = _forward(x, negative_slope)
+    terms = []
+    if type(x_dot) is not SymbolicZero:
+        terms.append(_x_term(x, y, x_dot, negative_slope, grad_at_zero, False))
+    if type(slope_dot) is not SymbolicZero:
+        # d/da = x for x < 0 and 0 for x > 0. At a zero (or a subnormal the platform treats
+        # as zero) it is x * 0: a zero of x's sign whatever the platform flushes, and nan
+        # stays nan.
+        zero = jnp.zeros_like(x)
+        terms.append(jnp.where(x > 0, zero, jnp.where(x < 0, x, x * zero)) * slope_dot)
+    if not terms:
+        return y, jnp.zeros_like(y)
+    # Each term alone is exact; only a jvp in both x and the slope adds them.
+    return y, terms[0] if len(terms) == 1 else terms[0] + terms[1]
+
+
+def _x_term(x, y, x_dot, negative_slope, grad_at_zero, from_output):
     # Zero convention: d/dx at x == 0 (either sign) is `grad_at_zero`; None means the
     # slope, the x <= 0 branch of the formula (PyTorch's and TensorFlow's choice).
     # Zero is "neither > 0 nor < 0", so nan takes `grad_at_zero` too, and a subnormal x
     # that the platform flushes in one compare but not the other still gets a valid
     # subgradient (never the slope for a positive x).
-    if type(x_dot) is SymbolicZero:
-        y_dot = jnp.zeros_like(y)
-    elif from_output:
+    def derivative(positive, negative, slope):
+        slope = _effective_slope(slope, x.dtype)
+        if negative is None:
+            return jnp.where(positive, 1.0, slope)
+        return jnp.where(positive, 1.0, jnp.where(negative, slope, grad_at_zero))
+
+    if from_output:
         # The sign of x is read off y inside a checkpoint: reverse mode keeps y (which the
         # next layer keeps anyway) and redoes the compare, instead of keeping a mask.
-        y_dot = _checkpoint(lambda t, y: t * _derivative(y > 0, None, negative_slope, None))(
-            x_dot, y
-        )
-    else:
-        # The masks are computed outside the checkpoint, so they are what reverse mode keeps
-        # (one byte each), not a float array of derivatives.
-        negative = None if grad_at_zero is None else x < 0
-        y_dot = _checkpoint(
-            lambda t, pos, neg: t * _derivative(pos, neg, negative_slope, grad_at_zero)
-        )(x_dot, x > 0, negative)
-    if type(slope_dot) is not SymbolicZero:
-        # d/da = x for x <= 0, else 0 (nan stays nan).
-        y_dot = y_dot + jnp.where(x > 0, jnp.zeros_like(x), x) * slope_dot
-    return y, y_dot
-
-
-def _derivative(positive, negative, negative_slope, grad_at_zero):
-    # 1 where positive; the slope where negative (or, with the default convention, wherever
-    # not positive); grad_at_zero elsewhere. One select (two with a grad_at_zero of its own).
-    if negative is None:
-        return jnp.where(positive, 1.0, negative_slope)
-    return jnp.where(positive, 1.0, jnp.where(negative, negative_slope, grad_at_zero))
+        return _checkpoint(lambda t, y: t * derivative(y > 0, None, negative_slope))(x_dot, y)
+    # The masks are computed outside the checkpoint, so they are what reverse mode keeps
+    # (one byte each), not a float array of derivatives. 1 where positive; the slope where
+    # negative (or, with the default convention, wherever not positive); grad_at_zero
+    # elsewhere: one select, two with a grad_at_zero of its own.
+    negative = None if grad_at_zero is None else x < 0
+    return _checkpoint(lambda t, pos, neg: t * derivative(pos, neg, negative_slope))(
+        x_dot, x > 0, negative
+    )
 
 
 # prevent_cse=False leaves XLA free to fuse the recomputation. Measured on CPU, True compiled

@@ -4,25 +4,33 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.experimental import checkify
 from jax.typing import ArrayLike
 
 from leakyjax import _validation as v
 
 
-def _check(fn: str, name: str, value: ArrayLike, negative_slope: ArrayLike) -> jax.Array:
+def _check(fn: str, name: str, value: ArrayLike, negative_slope: ArrayLike) -> None:
     v.check_array(fn, name, value)
-    v.check_real(fn, name, value)
-    v.check_array(fn, "negative_slope", negative_slope)
-    v.check_real(fn, "negative_slope", negative_slope)
+    v.check_array(fn, "negative_slope", negative_slope, allow_bool=False)
     v.check_broadcast(fn, "negative_slope", negative_slope, name, value)
     if v.is_concrete(negative_slope):
-        slope = jnp.asarray(negative_slope)
-        if not jnp.all(jnp.isfinite(slope) & (slope > 0)):
+        with np.errstate(over="ignore", invalid="ignore"):
+            slope = np.asarray(negative_slope).astype(v.float_dtype(value))
+        if not np.all(np.isfinite(slope) & (slope > 0)):
             raise ValueError(
-                f"{fn}: `negative_slope` must be finite and > 0 for Leaky ReLU to be "
-                f"invertible, got {negative_slope!r}"
+                f"{fn}: `negative_slope` must be finite and > 0 in {slope.dtype.name} (the "
+                f"input's dtype) for Leaky ReLU to be invertible, got {negative_slope!r}"
             )
-    return v.float_input(jnp.asarray(value))
+
+
+def _slope(fn: str, negative_slope: ArrayLike, dtype: jnp.dtype) -> jax.Array:
+    slope = jnp.asarray(negative_slope).astype(dtype)
+    checkify.debug_check(
+        jnp.all(jnp.isfinite(slope) & (slope > 0)), f"{fn}: `negative_slope` must be finite and > 0"
+    )
+    return slope
 
 
 def inverse_leaky_relu(y: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Array:
@@ -49,9 +57,14 @@ def inverse_leaky_relu(y: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Ar
       >>> lj.inverse_leaky_relu(jnp.array([-0.5, 0.0, 2.0]), 0.25)
       Array([-2.,  0.,  2.], dtype=float32)
     """
-    y = _check("inverse_leaky_relu", "y", y, negative_slope)
-    slope = jnp.asarray(negative_slope).astype(y.dtype)
-    return jnp.where(y > 0, y, y / slope)
+    _check("inverse_leaky_relu", "y", y, negative_slope)
+    return _inverse(y, negative_slope)
+
+
+@jax.jit
+def _inverse(y, negative_slope):
+    y = v.float_input(y)
+    return jnp.where(y > 0, y, y / _slope("inverse_leaky_relu", negative_slope, y.dtype))
 
 
 def leaky_relu_log_abs_det_jacobian(x: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Array:
@@ -78,6 +91,12 @@ def leaky_relu_log_abs_det_jacobian(x: ArrayLike, negative_slope: ArrayLike = 0.
       >>> lj.leaky_relu_log_abs_det_jacobian(jnp.array([-1.0, 0.0, 1.0]), 0.5)
       Array([-0.6931472, -0.6931472,  0.       ], dtype=float32)
     """
-    x = _check("leaky_relu_log_abs_det_jacobian", "x", x, negative_slope)
-    log_slope = jnp.log(jnp.asarray(negative_slope).astype(x.dtype))
+    _check("leaky_relu_log_abs_det_jacobian", "x", x, negative_slope)
+    return _log_abs_det_jacobian(x, negative_slope)
+
+
+@jax.jit
+def _log_abs_det_jacobian(x, negative_slope):
+    x = v.float_input(x)
+    log_slope = jnp.log(_slope("leaky_relu_log_abs_det_jacobian", negative_slope, x.dtype))
     return jnp.where(x > 0, jnp.zeros_like(x), log_slope)

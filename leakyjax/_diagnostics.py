@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from leakyjax import _validation as v
@@ -32,11 +33,13 @@ def dead_units(preactivations: ArrayLike, axis: int | tuple[int, ...] = 0) -> ja
       >>> lj.dead_units(z)
       Array([ True, False,  True], dtype=bool)
     """
-    v.check_array("dead_units", "preactivations", preactivations)
-    v.check_real("dead_units", "preactivations", preactivations)
-    z = jnp.asarray(preactivations)
-    axes = v.check_axes("dead_units", "axis", axis, z.ndim)
-    return jnp.all(z <= 0, axis=axes)
+    return _dead_units("dead_units", preactivations, axis)
+
+
+def _dead_units(fn: str, preactivations: ArrayLike, axis: int | tuple[int, ...]) -> jax.Array:
+    v.check_array(fn, "preactivations", preactivations)
+    axes = v.check_axes(fn, "axis", axis, np.ndim(preactivations))
+    return jnp.all(jnp.asarray(preactivations) <= 0, axis=axes)
 
 
 def dead_fraction(preactivations: ArrayLike, axis: int | tuple[int, ...] = 0) -> jax.Array:
@@ -57,4 +60,5 @@ def dead_fraction(preactivations: ArrayLike, axis: int | tuple[int, ...] = 0) ->
       >>> lj.dead_fraction(jnp.array([[-1.0, 2.0, 0.0, 1.0], [-3.0, -1.0, 0.0, 1.0]]))
       Array(0.5, dtype=float32)
     """
-    return jnp.mean(dead_units(preactivations, axis), dtype=jnp.result_type(float))
+    dead = _dead_units("dead_fraction", preactivations, axis)
+    return jnp.mean(dead, dtype=jnp.result_type(float))

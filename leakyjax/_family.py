@@ -6,10 +6,11 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from leakyjax import _validation as v
-from leakyjax._activation import leaky_relu, leaky_relu_core
+from leakyjax._activation import leaky_relu_core, static_slope
 
 
 def prelu(x: ArrayLike, slope: ArrayLike, *, axis: int = -1) -> jax.Array:
@@ -45,35 +46,42 @@ def prelu(x: ArrayLike, slope: ArrayLike, *, axis: int = -1) -> jax.Array:
       Array([-1., -6.], dtype=float32)
     """
     v.check_array("prelu", "x", x)
-    v.check_array("prelu", "slope", slope)
+    v.check_array("prelu", "slope", slope, allow_bool=False)
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"prelu: `axis` must be an int, got {axis!r} (type {type(axis).__name__})")
     if type(slope) is float or type(slope) is int:
-        return leaky_relu(x, slope)
-    v.check_finite("prelu", "slope", slope)
+        return static_slope(x, slope, None, ("prelu", "slope"))
+    v.check_finite("prelu", "slope", slope, v.float_dtype(x))
+    ndim = np.ndim(slope)
+    if ndim == 0:
+        return _prelu(x, slope, None)
+    if ndim != 1:
+        raise ValueError(
+            f"prelu: `slope` must be a scalar or 1-D (one slope per channel), "
+            f"got shape {np.shape(slope)}"
+        )
+    shape = np.shape(x)
+    if not shape:
+        raise ValueError("prelu: `x` must be at least 1-D for a per-channel `slope`, got a scalar")
+    axis = v.check_axis("prelu", "axis", axis, len(shape))
+    if np.shape(slope)[0] != shape[axis]:
+        raise ValueError(
+            f"prelu: `slope` has {np.shape(slope)[0]} slopes but `x` has {shape[axis]} "
+            f"channels along axis {axis} (x.shape={shape}); expected {shape[axis]} slopes"
+        )
     return _prelu(x, slope, axis)
 
 
 @functools.partial(jax.jit, static_argnums=(2,))
 def _prelu(x, slope, axis):
-    v.check_real("prelu", "x", x)
-    v.check_real("prelu", "slope", slope)
-    x = v.float_input(jnp.asarray(x))
-    slope = jnp.asarray(slope)
-    if slope.ndim == 0:
-        return leaky_relu_core(x, slope.astype(x.dtype), None)
-    if slope.ndim != 1:
-        raise ValueError(
-            f"prelu: `slope` must be a scalar or 1-D (one slope per channel), "
-            f"got shape {slope.shape}"
-        )
-    axis = v.check_axis("prelu", "axis", axis, x.ndim)
-    if slope.shape[0] != x.shape[axis]:
-        raise ValueError(
-            f"prelu: `slope` has {slope.shape[0]} slopes but `x` has {x.shape[axis]} "
-            f"channels along axis {axis} (x.shape={x.shape})"
-        )
-    shape = [1] * x.ndim
-    shape[axis] = slope.shape[0]
-    return leaky_relu_core(x, slope.astype(x.dtype).reshape(shape), None)
+    x = v.float_input(x)
+    slope = slope.astype(x.dtype)
+    v.debug_check_finite("prelu", "slope", slope)
+    if axis is not None:
+        shape = [1] * x.ndim
+        shape[axis] = slope.shape[0]
+        slope = slope.reshape(shape)
+    return leaky_relu_core(x, slope, None)
 
 
 def rrelu(
@@ -118,26 +126,33 @@ def rrelu(
       >>> lj.rrelu(None, x, 0.1, 0.3, deterministic=True)
       Array([-0.2, -0.2,  2. ], dtype=float32)
     """
+    v.check_array("rrelu", "x", x)
     lower = v.check_real_scalar("rrelu", "lower", lower)
     upper = v.check_real_scalar("rrelu", "upper", upper)
     if not 0 <= lower <= upper:
         raise ValueError(
             f"rrelu: expected 0 <= `lower` <= `upper`, got lower={lower}, upper={upper}"
         )
-    if not isinstance(deterministic, bool):
-        raise TypeError(f"rrelu: `deterministic` must be a bool, got {deterministic!r}")
+    if not isinstance(deterministic, (bool, np.bool_)):
+        raise TypeError(
+            f"rrelu: `deterministic` must be a bool, got {deterministic!r} "
+            f"(type {type(deterministic).__name__})"
+        )
     if deterministic:
-        return leaky_relu(x, (lower + upper) / 2)
+        # lower / 2 + upper / 2 cannot overflow.
+        return static_slope(x, lower / 2 + upper / 2, None, ("rrelu", "(lower + upper) / 2"))
     v.check_key("rrelu", key)
-    v.check_array("rrelu", "x", x)
     return _rrelu(key, x, lower, upper)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
 def _rrelu(key, x, lower, upper):
-    v.check_real("rrelu", "x", x)
-    x = v.float_input(jnp.asarray(x))
+    x = v.float_input(x)
+    lower = v.round_to_dtype("rrelu", "lower", lower, x.dtype)
+    upper = v.round_to_dtype("rrelu", "upper", upper, x.dtype)
     if key.dtype == jnp.uint32:
         key = jax.random.wrap_key_data(key)
     slopes = jax.random.uniform(key, x.shape, x.dtype, lower, upper)
+    # uniform's arithmetic may round one ulp past `upper`; the slopes stay in the interval.
+    slopes = jnp.minimum(slopes, jnp.asarray(upper, x.dtype))
     return leaky_relu_core(x, slopes, None)

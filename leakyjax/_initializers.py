@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -37,7 +38,10 @@ def _variance_scaling(
     fn: str, distribution: str, negative_slope: float, in_axis: Any, out_axis: Any, dtype: Any
 ) -> jax.nn.initializers.Initializer:
     slope = v.check_real_scalar(fn, "negative_slope", negative_slope)
-    return jax.nn.initializers.variance_scaling(
+    v.check_axis_type(fn, "in_axis", in_axis)
+    v.check_axis_type(fn, "out_axis", out_axis)
+    v.check_float_dtype(fn, "dtype", dtype)
+    base = jax.nn.initializers.variance_scaling(
         2.0 / (1.0 + slope * slope),
         "fan_in",
         distribution,
@@ -45,6 +49,22 @@ def _variance_scaling(
         out_axis=out_axis,
         dtype=dtype,
     )
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: DTypeLike = dtype) -> jax.Array:
+        v.check_key(fn, key)
+        shape = v.check_shape(fn, "shape", shape)
+        dtype = v.check_float_dtype(fn, "dtype", dtype)
+        axes = {}
+        for name, axis in (("in_axis", in_axis), ("out_axis", out_axis)):
+            axes[name] = v.check_axes(fn, name, axis, len(shape))
+        if set(axes["in_axis"]) & set(axes["out_axis"]):
+            raise ValueError(
+                f"{fn}: `in_axis`={in_axis} and `out_axis`={out_axis} share an axis of "
+                f"shape {shape}"
+            )
+        return base(key, shape, dtype)
+
+    return init
 
 
 def he_normal(

@@ -3,6 +3,8 @@
 Every public function calls these once, at its boundary; the private functions behind it
 trust their inputs. A wrong kind of thing is a ``TypeError``, a wrong value a ``ValueError``,
 and each message names the function, the argument, what was given and what was expected.
+Checks that need a value (finiteness, ranges) run when the value is concrete; under ``jit``
+a traced value skips them (see ``debug_check``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
-_ARRAY_TYPES = (jax.Array, np.ndarray, np.generic, numbers.Number)
+# Real dtypes accepted at once (checked first, so that an eager call stays cheap).
+_REAL_DTYPES = frozenset(
+    np.dtype(t)
+    for t in (bool, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
+              np.uint64, np.float16, jnp.bfloat16, np.float32, np.float64)
+)  # fmt: skip
 
 
 def _describe(value: Any) -> str:
@@ -30,27 +38,44 @@ def is_concrete(value: Any) -> bool:
     return not isinstance(value, jax.core.Tracer)
 
 
-def check_array(fn: str, name: str, value: Any) -> None:
-    """``value`` must be a JAX or NumPy array or a Python or NumPy number.
+def check_array(fn: str, name: str, value: Any, *, allow_bool: bool = True) -> None:
+    """``value`` must be a real array or number: JAX or NumPy; boolean, integer or float.
 
-    Cheap for a ``jax.Array`` (one isinstance check), since it runs on every eager call.
+    Cheap for a float ``jax.Array`` (an isinstance check and a set lookup), since it runs on
+    every eager call. ``allow_bool=False`` is for parameters such as slopes.
     """
-    if isinstance(value, jax.Array):
-        return
-    if not isinstance(value, _ARRAY_TYPES) or (
-        isinstance(value, np.ndarray) and value.dtype == object
-    ):
-        raise TypeError(f"{fn}: `{name}` must be an array or a real number, got {_describe(value)}")
-
-
-def check_real(fn: str, name: str, value: Any) -> None:
-    """``value`` (already known to be array-like) must not be complex. Run when tracing."""
-    if jnp.iscomplexobj(value):
+    if isinstance(value, (jax.Array, np.ndarray, np.generic)):
+        dtype = value.dtype
+        if dtype in _REAL_DTYPES and (allow_bool or dtype != np.bool_):
+            return
+    elif isinstance(value, numbers.Number):
+        dtype = np.result_type(type(value))
+    else:
+        hint = "; convert it with jnp.asarray first" if isinstance(value, (list, tuple)) else ""
+        raise TypeError(
+            f"{fn}: `{name}` must be an array or a real number, got {_describe(value)}{hint}"
+        )
+    if jnp.issubdtype(dtype, jnp.complexfloating):
         raise TypeError(
             f"{fn}: `{name}` must be real (float, integer or bool), got complex dtype "
-            f"{jnp.result_type(value)}; apply it to the real and imaginary parts separately "
-            "if that is what you mean"
+            f"{dtype}; apply it to the real and imaginary parts separately if that is what "
+            "you mean"
         )
+    if jnp.issubdtype(dtype, jnp.bool_):
+        if allow_bool:
+            return
+        raise TypeError(f"{fn}: `{name}` must be a real number or a float array, not a bool")
+    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+        raise TypeError(
+            f"{fn}: `{name}` must be an array of real numbers (float, integer or bool), got "
+            f"{_describe(value)} of dtype {dtype}"
+        )
+
+
+def float_dtype(x: Any) -> np.dtype:
+    """The dtype ``x`` is computed in: its own if floating, else the default float dtype."""
+    dtype = jnp.result_type(x)
+    return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)
 
 
 def float_input(x: jax.Array) -> jax.Array:
@@ -61,10 +86,13 @@ def float_input(x: jax.Array) -> jax.Array:
 
 
 def check_real_scalar(fn: str, name: str, value: Any) -> float:
-    """A concrete real scalar (Python or NumPy number, or a 0-d array): returns it as a float."""
-    if isinstance(value, bool) or not isinstance(value, _ARRAY_TYPES) or np.ndim(value) != 0:
+    """A concrete, finite real scalar (Python or NumPy number, or a 0-d array), as a float."""
+    if isinstance(value, (bool, np.bool_)) or not (
+        isinstance(value, (jax.Array, np.ndarray, np.generic, numbers.Number))
+        and np.ndim(value) == 0
+    ):
         raise TypeError(f"{fn}: `{name}` must be a real scalar, got {_describe(value)}")
-    check_real(fn, name, value)
+    check_array(fn, name, value, allow_bool=False)
     if not is_concrete(value):
         raise TypeError(
             f"{fn}: `{name}` must be a concrete Python number, not a traced value; "
@@ -76,10 +104,38 @@ def check_real_scalar(fn: str, name: str, value: Any) -> float:
     return result
 
 
-def check_finite(fn: str, name: str, value: Any) -> None:
-    """Where ``value`` is concrete, every element must be finite."""
-    if is_concrete(value) and not np.all(np.isfinite(np.asarray(value))):
-        raise ValueError(f"{fn}: `{name}` must be finite, got {_describe(value)}")
+def round_to_dtype(fn: str, name: str, value: float, dtype: Any) -> float:
+    """``value`` rounded to ``dtype``; below the smallest normal number it counts as 0.
+
+    Flushing here makes a tiny slope behave the same on every platform (XLA on CPU flushes
+    subnormal operands, so 0 * inf would otherwise appear as nan there and not elsewhere).
+    """
+    with np.errstate(over="ignore"):
+        rounded = float(np.asarray(value, dtype))
+    if not math.isfinite(rounded):
+        raise ValueError(
+            f"{fn}: `{name}`={value} overflows {np.dtype(dtype).name}, the dtype of the "
+            f"input; expected |{name}| <= {float(jnp.finfo(dtype).max)}"
+        )
+    return 0.0 if abs(rounded) < float(jnp.finfo(dtype).tiny) else rounded
+
+
+def check_finite(fn: str, name: str, value: Any, dtype: Any) -> None:
+    """Where ``value`` is concrete, every element must be finite once cast to ``dtype``."""
+    if not is_concrete(value):
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.all(np.isfinite(np.asarray(value).astype(dtype)))
+    if not finite:
+        raise ValueError(
+            f"{fn}: `{name}` must be finite in {np.dtype(dtype).name} (the input's dtype), "
+            f"got {_describe(value)}"
+        )
+
+
+def debug_check_finite(fn: str, name: str, value: jax.Array) -> None:
+    """Under ``jax.experimental.checkify``, a traced ``value`` must be finite; else a no-op."""
+    checkify.debug_check(jnp.all(jnp.isfinite(value)), f"{fn}: `{name}` must be finite")
 
 
 def check_broadcast(fn: str, name: str, value: Any, x_name: str, x: Any) -> None:
@@ -93,10 +149,16 @@ def check_broadcast(fn: str, name: str, value: Any, x_name: str, x: Any) -> None
         ) from None
 
 
-def check_grad_at_zero(fn: str, grad_at_zero: float, negative_slope: Any) -> None:
-    """``grad_at_zero`` must lie in the subdifferential at 0: between the slope and 1."""
+def check_grad_at_zero(fn: str, grad_at_zero: Any, negative_slope: Any) -> float | None:
+    """``None``, or a real scalar in the subdifferential at 0: between the slope and 1.
+
+    The interval check runs when the slope is concrete.
+    """
+    if grad_at_zero is None:
+        return None
+    grad_at_zero = check_real_scalar(fn, "grad_at_zero", grad_at_zero)
     if not is_concrete(negative_slope):
-        return
+        return grad_at_zero
     slope = np.asarray(negative_slope, dtype=float)
     lo, hi = np.minimum(slope, 1.0), np.maximum(slope, 1.0)
     if not np.all((lo <= grad_at_zero) & (grad_at_zero <= hi)):
@@ -104,11 +166,22 @@ def check_grad_at_zero(fn: str, grad_at_zero: float, negative_slope: Any) -> Non
             f"{fn}: `grad_at_zero`={grad_at_zero} is not a subgradient at 0: it must lie in "
             f"the closed interval between `negative_slope` ({_describe(negative_slope)}) and 1"
         )
+    return grad_at_zero
+
+
+def check_axis_type(fn: str, name: str, axis: Any) -> None:
+    """An int, or a non-empty tuple of ints (the range is checked against a shape later)."""
+    axes = axis if isinstance(axis, tuple) and axis else (axis,)
+    for a in axes:
+        if isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer)):
+            raise TypeError(
+                f"{fn}: `{name}` must be an int or a tuple of ints, got {_describe(axis)}"
+            )
 
 
 def check_axis(fn: str, name: str, axis: Any, ndim: int) -> int:
     """An integer axis of an array with ``ndim`` dimensions; returns it non-negative."""
-    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
         raise TypeError(f"{fn}: `{name}` must be an int, got {_describe(axis)}")
     if not -ndim <= axis < ndim:
         raise ValueError(
@@ -119,9 +192,14 @@ def check_axis(fn: str, name: str, axis: Any, ndim: int) -> int:
 
 
 def check_axes(fn: str, name: str, axis: Any, ndim: int) -> tuple[int, ...]:
-    """An int or a tuple of ints, each a valid axis; returns them non-negative."""
-    axes = axis if isinstance(axis, tuple) else (axis,)
-    return tuple(check_axis(fn, name, a, ndim) for a in axes)
+    """An int or a tuple of distinct ints, each a valid axis; returns them non-negative."""
+    check_axis_type(fn, name, axis)
+    axes = tuple(
+        check_axis(fn, name, a, ndim) for a in (axis if isinstance(axis, tuple) else (axis,))
+    )
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{fn}: `{name}`={axis} names the same axis twice")
+    return axes
 
 
 def check_key(fn: str, key: Any) -> None:
@@ -132,6 +210,30 @@ def check_key(fn: str, key: Any) -> None:
         if key.dtype == np.uint32 and key.shape == (2,):
             return
     raise TypeError(
-        f"{fn}: `key` must be a jax.random key (jax.random.key(seed), or a legacy "
+        f"{fn}: `key` must be a single jax.random key (jax.random.key(seed), or a legacy "
         f"jax.random.PRNGKey(seed)), got {_describe(key)}"
     )
+
+
+def check_float_dtype(fn: str, name: str, dtype: Any) -> np.dtype:
+    """A floating dtype (``float``, ``jnp.float32``, ``"bfloat16"``...); returns it."""
+    try:
+        result = None if dtype is None else jax.dtypes.canonicalize_dtype(np.dtype(dtype))
+    except TypeError:
+        result = None
+    if result is None or not jnp.issubdtype(result, jnp.floating):
+        raise TypeError(f"{fn}: `{name}` must be a floating dtype, got {_describe(dtype)}")
+    return result
+
+
+def check_shape(fn: str, name: str, shape: Any) -> tuple[int, ...]:
+    """A tuple (or list) of non-negative ints; returns it as a tuple."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, (bool, np.bool_)):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)) or not all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) for d in shape
+    ):
+        raise TypeError(f"{fn}: `{name}` must be a tuple of ints, got {_describe(shape)}")
+    if any(d < 0 for d in shape):
+        raise ValueError(f"{fn}: `{name}` must not have negative sizes, got {tuple(shape)}")
+    return tuple(int(d) for d in shape)

@@ -102,11 +102,11 @@ class RreluTest(chex.TestCase):
             lj.rrelu(jax.random.key(0), x, -0.1, 0.2)
         with pytest.raises(ValueError, match="`upper` must be finite"):
             lj.rrelu(jax.random.key(0), x, 0.1, np.inf)
-        with pytest.raises(TypeError, match="rrelu: `key` must be a jax.random key"):
+        with pytest.raises(TypeError, match="rrelu: `key` must be a single jax.random key"):
             lj.rrelu(None, x)
-        with pytest.raises(TypeError, match="rrelu: `key` must be a jax.random key"):
+        with pytest.raises(TypeError, match="rrelu: `key` must be a single jax.random key"):
             lj.rrelu(jnp.ones(2), x)
-        with pytest.raises(TypeError, match="rrelu: `key` must be a jax.random key"):
+        with pytest.raises(TypeError, match="rrelu: `key` must be a single jax.random key"):
             lj.rrelu(0, x)
         with pytest.raises(TypeError, match="rrelu: `lower` must be a real scalar"):
             lj.rrelu(jax.random.key(0), x, "0.1")
