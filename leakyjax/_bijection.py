@@ -16,19 +16,22 @@ def _check(fn: str, name: str, value: ArrayLike, negative_slope: ArrayLike) -> N
     v.check_array(fn, "negative_slope", negative_slope, allow_bool=False)
     v.check_broadcast(fn, "negative_slope", negative_slope, name, value)
     if v.is_concrete(negative_slope):
+        dtype = v.float_dtype(value)
         with np.errstate(over="ignore", invalid="ignore"):
-            slope = np.asarray(negative_slope).astype(v.float_dtype(value))
-        if not np.all(np.isfinite(slope) & (slope > 0)):
+            slope = np.asarray(negative_slope).astype(dtype)
+        if not np.all(np.isfinite(slope) & (slope >= jnp.finfo(dtype).tiny)):
             raise ValueError(
-                f"{fn}: `negative_slope` must be finite and > 0 in {slope.dtype.name} (the "
-                f"input's dtype) for Leaky ReLU to be invertible, got {negative_slope!r}"
+                f"{fn}: `negative_slope` must be finite and > 0 in {dtype.name} (the input's "
+                f"dtype; at least its smallest normal number, {jnp.finfo(dtype).tiny}) for "
+                f"Leaky ReLU to be invertible, got {negative_slope!r}"
             )
 
 
 def _slope(fn: str, negative_slope: ArrayLike, dtype: jnp.dtype) -> jax.Array:
     slope = jnp.asarray(negative_slope).astype(dtype)
     checkify.debug_check(
-        jnp.all(jnp.isfinite(slope) & (slope > 0)), f"{fn}: `negative_slope` must be finite and > 0"
+        jnp.all(jnp.isfinite(slope) & (slope >= jnp.finfo(dtype).tiny)),
+        f"{fn}: `negative_slope` must be finite and > 0",
     )
     return slope
 

@@ -138,6 +138,15 @@ def debug_check_finite(fn: str, name: str, value: jax.Array) -> None:
     checkify.debug_check(jnp.all(jnp.isfinite(value)), f"{fn}: `{name}` must be finite")
 
 
+def debug_check_grad_at_zero(fn: str, grad_at_zero: float, negative_slope: jax.Array) -> None:
+    """Under ``checkify``, ``grad_at_zero`` must lie between a traced slope and 1."""
+    lo, hi = jnp.minimum(negative_slope, 1), jnp.maximum(negative_slope, 1)
+    checkify.debug_check(
+        jnp.all((lo <= grad_at_zero) & (grad_at_zero <= hi)),
+        f"{fn}: `grad_at_zero`={grad_at_zero} is not a subgradient at 0",
+    )
+
+
 def check_broadcast(fn: str, name: str, value: Any, x_name: str, x: Any) -> None:
     """``value``'s shape must broadcast against ``x``'s."""
     try:

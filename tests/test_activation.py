@@ -4,7 +4,6 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from absl.testing import parameterized
 from jax.test_util import check_grads
 
@@ -300,46 +299,7 @@ class TransformTest(chex.TestCase):
         assert jaxpr.out_avals[0].shape == (10**12,)
 
 
-class BadArgumentTest(parameterized.TestCase):
-    @parameterized.parameters(("abc",), (None,), ({"a": 1.0},), ([1.0, 2.0],), (object(),))
-    def test_non_array_x(self, x):
-        with pytest.raises(TypeError, match="leaky_relu: `x` must be an array"):
-            lj.leaky_relu(x)
-
-    def test_complex_x(self):
-        with pytest.raises(TypeError, match="leaky_relu: `x` must be real"):
-            lj.leaky_relu(jnp.array([1 + 1j]))
-
-    @parameterized.parameters(float("nan"), float("inf"), -float("inf"))
-    def test_non_finite_slope(self, slope):
-        with pytest.raises(ValueError, match="`negative_slope` must be finite"):
-            lj.leaky_relu(jnp.ones(2), slope)
-        with pytest.raises(ValueError, match="`negative_slope` must be finite"):
-            lj.leaky_relu(jnp.ones(2), jnp.array([0.1, slope]))
-
-    def test_slope_shape_does_not_broadcast(self):
-        with pytest.raises(ValueError, match=r"`negative_slope` with shape \(3,\) does not"):
-            lj.leaky_relu(jnp.ones((2, 2)), jnp.ones(3))
-
-    def test_complex_slope(self):
-        with pytest.raises(TypeError, match="`negative_slope` must be real"):
-            lj.leaky_relu(jnp.ones(2), jnp.array(0.1 + 0j))
-        with pytest.raises(TypeError, match="`negative_slope` must be"):
-            lj.leaky_relu(jnp.ones(2), 0.1j)
-
-    @parameterized.parameters(
-        (0.01, 1.5), (0.01, 0.0), (0.01, -1.0), (2.0, 0.5), (0.2, float("nan"))
-    )
-    def test_grad_at_zero_outside_subdifferential(self, slope, g):
-        with pytest.raises(ValueError, match="grad_at_zero"):
-            lj.leaky_relu(jnp.ones(2), slope, grad_at_zero=g)
-        with pytest.raises(ValueError, match="grad_at_zero"):
-            lj.leaky_relu(jnp.ones(2), jnp.array(slope), grad_at_zero=g)
-
+class GradAtZeroTest(parameterized.TestCase):
     def test_grad_at_zero_in_subdifferential_for_slope_above_one(self):
         g = jax.grad(lambda x: lj.leaky_relu(x, 2.0, grad_at_zero=1.5))(0.0)
         assert g == 1.5
-
-    def test_grad_at_zero_must_be_a_python_number(self):
-        with pytest.raises(TypeError, match="`grad_at_zero` must be a real scalar"):
-            lj.leaky_relu(jnp.ones(2), grad_at_zero="one")
