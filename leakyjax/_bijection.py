@@ -67,7 +67,13 @@ def inverse_leaky_relu(y: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Ar
 @jax.jit
 def _inverse(y, negative_slope):
     y = v.float_input(y)
-    return jnp.where(y > 0, y, y / _slope("inverse_leaky_relu", negative_slope, y.dtype))
+    slope = _slope("inverse_leaky_relu", negative_slope, y.dtype)
+    # The divisor is an array of y's shape, not a broadcast scalar: XLA rewrites division by a
+    # broadcast scalar into multiplication by its reciprocal rounded to the dtype, which is
+    # off by an ulp in float32 a third of the time and, in float16 with a large slope (1/60000
+    # is subnormal there), by far more. Element-wise, the division stays exactly rounded.
+    divisor = jnp.where(y > 0, jnp.ones_like(y), slope)
+    return jnp.where(y > 0, y, y / divisor)
 
 
 def leaky_relu_log_abs_det_jacobian(x: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Array:

@@ -4,6 +4,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import leakyjax as lj
 
@@ -31,3 +32,14 @@ class BijectionTest(chex.TestCase):
         # it is log|f'(x)| with leaky_relu's derivative
         d = jax.vmap(jax.grad(lambda x: lj.leaky_relu(x, 0.5)))(x)
         np.testing.assert_array_equal(ld, jnp.log(jnp.abs(d)))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32])
+@pytest.mark.parametrize("slope", [3.0, 0.01, 60000.0])
+def test_inverse_is_an_exactly_rounded_division(dtype, slope):
+    # XLA rewrites y / broadcast(a) as y * (1 / a) rounded to the dtype; the inverse must not.
+    y = -jax.random.uniform(jax.random.key(0), (4096,), dtype, 0, 100)
+    expected = (np.asarray(y, np.float64) / float(jnp.asarray(slope, dtype))).astype(dtype)
+    for f in (lj.inverse_leaky_relu, jax.jit(lj.inverse_leaky_relu, static_argnums=1)):
+        np.testing.assert_array_equal(f(y, slope), expected)
+    np.testing.assert_array_equal(lj.inverse_leaky_relu(y, jnp.asarray(slope, dtype)), expected)

@@ -1,0 +1,93 @@
+"""Hypothesis strategies for leakyjax's property tests, and the case counts CI runs."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+GENERATED = {"cases": 0}  # examples run, reported at the end of the session (conftest.py)
+
+
+def examples(n: int) -> settings:
+    """``n`` examples under the "ci" profile (the default); at most the profile's under "dev"."""
+    return settings(max_examples=n if settings().max_examples >= 100 else settings().max_examples)
+
+
+def special_values(dtype) -> list[float]:
+    """+-0, +-inf, nan, subnormals, the normal extremes and values straddling zero."""
+    info = ml_dtypes.finfo(dtype)
+    tiny, eps = float(info.smallest_normal), float(info.eps)
+    values = [0.0, np.inf, np.nan, float(info.smallest_subnormal), tiny / 2, tiny, tiny * 2,
+              float(info.max), 1.0, 1.0 + eps, 1.0 - eps / 2, 0.5, 2.0, 1e-3, 100.0]  # fmt: skip
+    return values + [-v for v in values]
+
+
+def _bits_of(values, dtype) -> list[int]:
+    unsigned = np.dtype(f"u{np.dtype(dtype).itemsize}")
+    return [int(b) for b in np.asarray(values, np.float64).astype(dtype).view(unsigned)]
+
+
+def elements(dtype, *, allow_nan: bool = True) -> st.SearchStrategy[int]:
+    """Bit patterns of ``dtype``: special values, moderate numbers and any pattern at all."""
+    unsigned = np.dtype(f"u{np.dtype(dtype).itemsize}")
+    moderate = st.floats(-8.0, 8.0, width=32).map(lambda f: _bits_of([f], dtype)[0])
+    strategy = st.one_of(
+        st.sampled_from(_bits_of(special_values(dtype), dtype)),
+        moderate,
+        st.integers(0, int(np.iinfo(unsigned).max)),
+    )
+    if not allow_nan:
+        strategy = strategy.filter(
+            lambda b: not np.isnan(np.asarray(b, unsigned).view(dtype).astype(np.float64))
+        )
+    return strategy
+
+
+@st.composite
+def arrays(draw, dtype, shape, *, allow_nan: bool = True) -> np.ndarray:
+    """An array of ``dtype`` (bfloat16 too) and ``shape``, drawn bit pattern by bit pattern."""
+    unsigned = np.dtype(f"u{np.dtype(dtype).itemsize}")
+    bits = draw(hnp.arrays(unsigned, shape, elements=elements(dtype, allow_nan=allow_nan)))
+    return bits.view(dtype)
+
+
+# Any shape from 0-d to 4-d, size 0 included (each new shape compiles once, so the tests
+# that draw from it run fewer examples) ...
+shapes = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=3)
+# ... and a few fixed ones, 0-d to 4-d, for the tests that are about values.
+SHAPES = ((), (16,), (2, 0, 3), (2, 1, 2, 4))
+
+# Python-number slopes are compile-time constants (each new value compiles once), so they
+# come from a fixed set: zero, in (0, 1), 1, above 1, negative, and ones that are subnormal
+# (so count as 0) or overflow-prone in the narrower dtypes.
+STATIC_SLOPES = (0.0, 0.01, 0.2, 1 / 3, 1.0, 1.5, 3.0, -0.5, -3.0, 1e-40, 60000.0)
+
+# Array slopes are traced: any value works without compiling again.
+array_slope_values = st.one_of(
+    st.sampled_from((*STATIC_SLOPES, 5e-324, 1e-30, 0.5, 2.0)),
+    st.floats(0.0, 1.0),
+    st.floats(1.0, 4.0),
+    st.floats(-4.0, 0.0),
+)
+
+# grad_at_zero is static too: drawn from these, where they are subgradients.
+GRADS_AT_ZERO = (-3.0, -0.5, 0.0, 0.01, 0.5, 1.0, 2.0)
+
+
+@st.composite
+def broadcast_shape_of(draw, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A shape that broadcasts against ``shape`` without enlarging it: each axis kept or made
+    1, and some leading axes dropped."""
+    kept = [d if draw(st.booleans()) else 1 for d in shape]
+    return tuple(kept[draw(st.integers(0, len(shape))) :])
+
+
+def grad_at_zero(slope_values: np.ndarray) -> st.SearchStrategy[float | None]:
+    """``None``, or a point of the subdifferential at 0 of every slope: between each and 1."""
+    lo = float(np.max(np.minimum(slope_values, 1.0), initial=-np.inf))
+    hi = float(np.min(np.maximum(slope_values, 1.0), initial=np.inf))
+    candidates = [g for g in GRADS_AT_ZERO if lo <= g <= hi]
+    return st.one_of(st.none(), st.sampled_from(candidates)) if candidates else st.none()

@@ -1,0 +1,394 @@
+"""Property-based tests against the NumPy reference (tests/reference.py), with hypothesis.
+
+Every example runs with ``jax_debug_nans`` on unless its input holds a NaN, so a NaN made
+from non-NaN input (0 * inf, inf - inf) fails the test. Case counts are for the "ci" profile,
+the default; ``HYPOTHESIS_PROFILE=dev`` runs a few of each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+import pytest
+import reference
+import strategies as s
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import leakyjax as lj
+
+BACKEND = jax.default_backend()
+
+
+def _probe_flushes(dtype) -> bool:
+    """Measured: does this backend read a subnormal as 0 and write a subnormal result as 0?"""
+    tiny = reference.tiny(dtype)
+    with _precision(dtype):
+        sub = jnp.asarray(np.asarray([tiny / 4], np.float64).astype(dtype))
+        halved = jax.jit(lambda t: t * jnp.asarray(0.5, dtype))(jnp.asarray([tiny], dtype))
+        compares_as_zero = not bool(jax.jit(lambda t: t > 0)(sub)[0])
+    return compares_as_zero and float(halved[0]) == 0.0
+
+
+def flushes(dtype) -> bool:
+    if BACKEND in reference.FLUSHES:
+        return reference.FLUSHES[BACKEND][np.dtype(dtype).name]
+    return _probe_flushes(dtype)
+
+
+def _precision(dtype):
+    return jax.enable_x64(True) if np.dtype(dtype) == np.float64 else contextlib.nullcontext()
+
+
+def _checking_nans(*arrays):
+    has_nan = any(np.isnan(np.asarray(a, np.float64)).any() for a in arrays)
+    return jax.debug_nans(not has_nan)
+
+
+@pytest.mark.parametrize("dtype", reference.DTYPES_X64, ids=lambda d: d.name)
+def test_reference_states_what_the_platform_does(dtype):
+    if BACKEND not in reference.FLUSHES:
+        pytest.skip(f"no recorded flushing behaviour for {BACKEND}: it is probed instead")
+    assert _probe_flushes(dtype) == reference.FLUSHES[BACKEND][dtype.name]
+
+
+def test_reference_by_hand():
+    x = np.array([-2.0, -0.0, 0.0, 3.0, -np.inf, np.nan], np.float32)
+    y, _, dydx, dyda = reference.leaky_relu(x, 0.25, 1.0, flush=True)
+    assert reference.same_bits(y, np.array([-0.5, -0.0, 0.0, 3.0, -np.inf, np.nan], np.float32))
+    assert reference.same_bits(dydx, np.array([0.25, 1, 1, 1, 0.25, 1], np.float32))
+    assert reference.same_bits(dyda, np.array([-2.0, -0.0, 0.0, 0.0, -np.inf, np.nan], np.float32))
+    sub = np.array([-1e-45, 1e-45], np.float32)
+    y, y_flushed, dydx, _ = reference.leaky_relu(sub, 0.5, flush=True)
+    assert reference.same_bits(y, sub)
+    assert reference.same_bits(y_flushed, np.array([-0.0, 0.0], np.float32))
+    assert reference.same_bits(dydx, np.full(2, 0.5, np.float32))
+    y, y_flushed, dydx, _ = reference.leaky_relu(sub, 0.5, flush=False)
+    assert reference.same_bits(y_flushed, y)
+    assert reference.same_bits(dydx, np.array([0.5, 1], np.float32))
+    # a slope that is subnormal in the dtype counts as 0: no 0 * -inf
+    y = reference.leaky_relu(np.array([-np.inf], np.float32), 1e-40, flush=False)[0]
+    assert reference.same_bits(y, np.zeros(1, np.float32))
+
+
+def test_zero_slope_may_write_subnormals_as_zero():
+    """What the reference's y_flushed is for: on CPU, a zero slope flushes a passed-through
+    subnormal x (float32: 1e-45); any other slope passes it through unchanged."""
+    if not flushes(np.float32):
+        pytest.skip("this platform does not flush float32 subnormals")
+    x = jnp.array([1e-45, -1e-45])
+    assert reference.same_bits(lj.leaky_relu(x, 0.5), np.asarray(x))
+    assert reference.same_bits(lj.leaky_relu(x, 0.0), np.array([0.0, -0.0], np.float32))
+
+
+def _derivatives(x, a, g):
+    """Forward, d/dx (jvp), d/da (jvp, array slopes) and the vjp, all element by element."""
+
+    def f(x, a):
+        return lj.leaky_relu(x, a, grad_at_zero=g)
+
+    out = {"forward": f(x, a)}
+    out["jvp_x"] = jax.jvp(lambda x: f(x, a), (x,), (jnp.ones_like(x),))[1]
+    if isinstance(a, float):
+        y, pull = jax.vjp(lambda x: f(x, a), x)
+        (out["vjp_x"],) = pull(jnp.ones_like(y))
+        return out
+    out["jvp_a"] = jax.jvp(lambda a: f(x, a), (a,), (jnp.ones_like(a),))[1]
+    y, pull = jax.vjp(f, x, a)
+    out["vjp_x"], out["vjp_a"] = pull(jnp.ones_like(y))
+    return out
+
+
+# Jitted once, so that examples with the same shapes and constants reuse compiled code. A
+# Python-number slope is a static argument, as it is inside leaky_relu.
+_derivatives_static = jax.jit(_derivatives, static_argnames=("a", "g"))
+_derivatives_array = jax.jit(_derivatives, static_argnames=("g",))
+
+
+def _jitted_derivatives(x, a, g):
+    if isinstance(a, float):
+        return _derivatives_static(x, a=a, g=g)
+    return _derivatives_array(x, a, g=g)
+
+
+@st.composite
+def leaky_relu_cases(draw, shapes=None, slope_shapes=None, allow_nan=True):
+    """(x, slope, grad_at_zero): any dtype, a Python-number or array slope (of x's dtype or
+    float32; by default 0-d or x's shape, or drawn by ``slope_shapes(x.shape)``), and a
+    grad_at_zero that is a subgradient."""
+    dtype = draw(st.sampled_from(reference.DTYPES_X64))
+    x = draw(s.arrays(dtype, (16,) if shapes is None else draw(shapes), allow_nan=allow_nan))
+    if draw(st.booleans()):
+        slope = draw(st.sampled_from(s.STATIC_SLOPES))
+    else:
+        if slope_shapes is None:
+            slope_shape = draw(st.sampled_from([(), x.shape]))
+        else:
+            slope_shape = draw(slope_shapes(x.shape))
+        slope_dtype = draw(st.sampled_from(sorted({dtype, np.dtype(np.float32)}, key=str)))
+        values = draw(hnp.arrays(np.float64, slope_shape, elements=s.array_slope_values))
+        slope = values.astype(slope_dtype)
+    return x, slope, draw(s.grad_at_zero(np.asarray(slope, np.float64)))
+
+
+def _check_against_reference(x, slope, g, results):
+    y, y_flushed, dydx, dyda = reference.leaky_relu(
+        x,
+        slope,
+        g,
+        flush=flushes(x.dtype),
+        flush_slope=not isinstance(slope, float) and flushes(slope.dtype),
+    )
+    expected = {"forward": y, "jvp_x": dydx, "vjp_x": dydx, "jvp_a": dyda}
+    if not isinstance(slope, float) and np.shape(slope) == x.shape:
+        # The slope's cotangent comes back in the slope's dtype (exact: it holds x's values).
+        expected["vjp_a"] = dyda.astype(slope.dtype)
+    for what, want in expected.items():
+        if what not in results:
+            continue
+        got = np.asarray(results[what])
+        alternative = y_flushed if what == "forward" else None
+        assert (got.dtype, got.shape) == (want.dtype, want.shape), (what, got.dtype, got.shape)
+        assert reference.same_bits(got, want, alternative), (
+            what, reference.mismatches(got, want, x, np.asarray(slope), g, alternative=alternative)
+        )  # fmt: skip
+
+
+def _run(fn, x, slope, *args):
+    """``fn(x, slope, *args)`` in x's precision (x64 for float64), with jax_debug_nans on
+    unless x holds a NaN."""
+    with _precision(x.dtype), _checking_nans(x):
+        a = slope if isinstance(slope, float) else jnp.asarray(slope)
+        return jax.tree.map(np.asarray, fn(jnp.asarray(x), a, *args))
+
+
+@s.examples(5000)
+@given(leaky_relu_cases())
+def test_values_match_reference(case):
+    """Forward and derivatives bit-identical to the reference, in the input's dtype and shape."""
+    s.GENERATED["cases"] += 1
+    x, slope, g = case
+    _check_against_reference(x, slope, g, _run(_jitted_derivatives, x, slope, g))
+
+
+@s.examples(500)
+@given(leaky_relu_cases(shapes=s.shapes, slope_shapes=s.broadcast_shape_of))
+def test_any_shape_matches_reference(case):
+    """The same, over every shape from 0-d to 4-d (size 0 too) and broadcasting slopes."""
+    s.GENERATED["cases"] += 1
+    x, slope, g = case
+    _check_against_reference(x, slope, g, _run(_jitted_derivatives, x, slope, g))
+
+
+@s.examples(400)
+@given(leaky_relu_cases(shapes=st.sampled_from(s.SHAPES), slope_shapes=s.broadcast_shape_of))
+def test_eager_equals_jit(case):
+    """Called eagerly (each op dispatched on its own) and under jit: the same bits."""
+    s.GENERATED["cases"] += 1
+    x, slope, g = case
+    eager = _run(_derivatives, x, slope, g)
+    jitted = _run(_jitted_derivatives, x, slope, g)
+    assert eager.keys() == jitted.keys()
+    if np.shape(slope) != x.shape:
+        # A broadcast slope's cotangent is a sum, which XLA may add up in another order
+        # when fused; every element-wise result must match.
+        eager.pop("vjp_a", None)
+    for what in eager:
+        assert reference.same_bits(eager[what], jitted[what]), (
+            what, reference.mismatches(eager[what], jitted[what], x, np.asarray(slope), g)
+        )  # fmt: skip
+
+
+@functools.cache
+def _vmapped(static: bool, slope_axis: int | None):
+    def f(x, a, g):
+        return jax.vmap(lambda x, a: _derivatives(x, a, g), in_axes=(0, slope_axis))(x, a)
+
+    return jax.jit(f, static_argnames=("a", "g") if static else ("g",))
+
+
+@s.examples(1000)
+@given(leaky_relu_cases(shapes=st.just((3, 16))), st.data())
+def test_vmap_equals_loop(case, data):
+    """vmap over the rows of x (and of the slope, if it has rows) == a loop over the rows."""
+    s.GENERATED["cases"] += 1
+    x, slope, g = case
+    static = isinstance(slope, float)
+    slope_axis = None
+    if not static and data.draw(st.booleans()):
+        slope = np.broadcast_to(slope, (3, *slope.shape)).copy()
+        slope_axis = 0
+    row = (lambda i: slope) if slope_axis is None else (lambda i: slope[i])
+
+    def go(x, a, g):
+        vmapped = _vmapped(static, slope_axis)
+        batched = vmapped(x, a=a, g=g) if static else vmapped(x, a, g=g)
+        rows = [_jitted_derivatives(x[i], a if slope_axis is None else a[i], g) for i in range(3)]
+        return batched, rows
+
+    batched, rows = _run(go, x, slope, g)
+    for what in batched:
+        if what == "vjp_a" and np.shape(row(0)) != x.shape[1:]:
+            continue  # a sum over the row: XLA may add it up in another order
+        looped = np.stack([r[what] for r in rows])
+        assert reference.same_bits(batched[what], looped), (
+            what, reference.mismatches(batched[what], looped, x, np.asarray(slope), g)
+        )  # fmt: skip
+
+
+POSITIVE_SLOPES = (0.01, 0.2, 1 / 3, 0.25, 0.5, 1.0, 1.5, 2.0, 4.0, 1024.0, 60000.0)
+
+
+def _is_power_of_two(a: np.ndarray) -> np.ndarray:
+    mantissa, _ = np.frexp(np.asarray(a, np.float64))
+    return mantissa == 0.5
+
+
+def _ulp(x: np.ndarray) -> np.ndarray:
+    """The spacing of x's dtype at |x| (normal numbers), in float64."""
+    info = ml_dtypes.finfo(x.dtype)
+    magnitude = np.maximum(np.abs(x.astype(np.float64)), float(info.smallest_normal))
+    return np.exp2(np.floor(np.log2(magnitude)) - info.nmant)
+
+
+@jax.jit
+def _round_trip(x, a):
+    return lj.inverse_leaky_relu(lj.leaky_relu(x, a), a)
+
+
+@functools.partial(jax.jit, static_argnames="a")
+def _round_trip_static(x, a):
+    return lj.inverse_leaky_relu(lj.leaky_relu(x, a), a)
+
+
+@s.examples(1500)
+@given(st.sampled_from(reference.DTYPES_X64), st.data())
+def test_inverse_round_trips(dtype, data):
+    """inverse_leaky_relu(leaky_relu(x, a), a) == x for a > 0: exactly for x >= 0, +-inf,
+    NaN and when a is a power of two, and within 2 ulps of x otherwise; except where the
+    forward loses x:
+
+    * x < 0 with |a x| below the smallest normal number: a x underflows (to a subnormal, or to
+      0 where the platform flushes), and its low bits are gone;
+    * x < 0 with a x beyond the largest finite number: it overflows to -inf, which the
+      inverse maps to -inf;
+    * a subnormal x where the platform flushes subnormals: the inverse reads it as 0 and
+      gives the zero of its sign (or x itself where XLA removes the arithmetic: a constant
+      slope of 1 makes both functions the identity).
+    """
+    s.GENERATED["cases"] += 1
+    x = data.draw(s.arrays(dtype, (16,)))
+    if data.draw(st.booleans()):
+        slope = data.draw(st.sampled_from(POSITIVE_SLOPES))
+
+        def round_trip(x, a):
+            return _round_trip_static(x, a=slope)
+
+    else:
+        tiny = reference.tiny(dtype)
+        values = st.one_of(st.sampled_from(POSITIVE_SLOPES), st.floats(tiny, 4.0))
+        shape = data.draw(st.sampled_from([(), (16,)]))
+        slope = data.draw(hnp.arrays(np.float64, shape, elements=values)).astype(dtype)
+        slope = np.maximum(slope, np.asarray(tiny, dtype))  # rounding may have gone below
+        round_trip = _round_trip
+    with _precision(dtype), _checking_nans(x):
+        back = np.asarray(round_trip(jnp.asarray(x), jnp.asarray(slope)))
+    y, _, _, _ = reference.leaky_relu(x, slope, flush=flushes(dtype))
+    a = reference.parameter(slope, dtype).astype(np.float64)
+    xf, yf = x.astype(np.float64), y.astype(np.float64)
+    flushed = flushes(dtype) & reference.is_subnormal(x)
+    underflow = (xf < 0) & (np.abs(a * xf) < reference.tiny(dtype)) & ~flushed
+    overflow = np.isinf(yf) & np.isfinite(xf)
+    kept = ~(flushed | underflow | overflow)
+    assert reference.same_bits(back[flushed], reference.flush_to_zero(x)[flushed], x[flushed])
+    assert np.all(back[overflow] == -np.inf)
+    assert np.all(back[underflow].astype(np.float64) <= 0)
+    exact = kept & (np.broadcast_to(_is_power_of_two(a), x.shape) | ~(xf < 0) | np.isinf(xf))
+    assert reference.same_bits(back[exact], x[exact]), reference.mismatches(back, x, slope)
+    close = kept & ~exact
+    error = np.abs(back[close].astype(np.float64) - xf[close])
+    # Two roundings (of a x, then of y / a) of at most half an ulp each, relative: at most
+    # 2 ulps. Hypothesis finds 2: float16 x = -0.001, a = 60000.
+    assert np.all(error <= 2 * _ulp(x[close])), (x[close], back[close], slope)
+
+
+@functools.partial(jax.jit, static_argnames="axis")
+def _prelu_and_broadcast(x, slopes, axis):
+    """prelu and leaky_relu with the slopes broadcast by hand, with their vjps."""
+    shape = [1] * x.ndim
+    shape[axis] = slopes.shape[0]
+    out = []
+    for f in (
+        lambda x, a: lj.prelu(x, a, axis=axis),
+        lambda x, a: lj.leaky_relu(x, a.reshape(shape)),
+    ):
+        y, pull = jax.vjp(f, x, slopes)
+        out.append((y, *pull(jnp.ones_like(y))))
+    return out
+
+
+@s.examples(600)
+@given(st.sampled_from(reference.DTYPES_X64), st.data())
+def test_prelu_equals_leaky_relu_with_broadcast_slope(dtype, data):
+    """prelu per channel == leaky_relu with the slopes broadcast along that axis, bit for bit:
+    values, the gradient in x and the gradient in the slopes."""
+    s.GENERATED["cases"] += 1
+    shape = data.draw(st.sampled_from([(5,), (2, 3), (2, 0, 3), (1, 2, 2, 3)]))
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    x = data.draw(s.arrays(dtype, shape))
+    slope_dtype = data.draw(st.sampled_from(sorted({dtype, np.dtype(np.float32)}, key=str)))
+    channels = (shape[axis],)
+    slopes = data.draw(hnp.arrays(np.float64, channels, elements=s.array_slope_values))
+    slopes = slopes.astype(slope_dtype)
+    with _precision(dtype), _checking_nans(x):
+        ours, broadcast = _prelu_and_broadcast(jnp.asarray(x), jnp.asarray(slopes), axis)
+    for got, want in zip(ours, broadcast, strict=True):
+        assert reference.same_bits(np.asarray(got), np.asarray(want))
+    bshape = [1] * len(shape)
+    bshape[axis] = channels[0]
+    y, y_flushed, _, _ = reference.leaky_relu(
+        x, slopes.reshape(bshape), flush=flushes(dtype), flush_slope=flushes(slope_dtype)
+    )
+    assert reference.same_bits(np.asarray(ours[0]), y, y_flushed)
+
+
+@functools.partial(jax.jit, static_argnames=("lower", "upper"))
+def _rrelu_parts(key, x, lower, upper):
+    slopes = -lj.rrelu(key, -jnp.ones_like(x), lower, upper)
+    return (
+        slopes,
+        lj.rrelu(key, x, lower, upper),
+        lj.leaky_relu(x, slopes),
+        lj.rrelu(None, x, lower, upper, deterministic=True),
+        lj.leaky_relu(x, lower / 2 + upper / 2),
+    )
+
+
+@s.examples(1000)
+@given(
+    st.sampled_from(reference.DTYPES_X64),
+    st.sampled_from([0.0, 1 / 8, 0.3]),
+    st.sampled_from([0.0, 1 / 3 - 1 / 8, 2.0]),
+    st.integers(0, 2**32 - 1),
+    st.data(),
+)
+def test_rrelu(dtype, lower, width, seed, data):
+    """Random slopes lie in [lower, upper] (rounded to x's dtype) and the output is leaky_relu
+    at those slopes; deterministic is leaky_relu at the mean slope."""
+    s.GENERATED["cases"] += 1
+    upper = lower + width
+    x = data.draw(s.arrays(dtype, (2, 1, 2, 4), allow_nan=False))
+    with _precision(dtype), _checking_nans(x):
+        key = jax.random.key(seed)
+        parts = _rrelu_parts(key, jnp.asarray(x), lower=lower, upper=upper)
+    slopes, y, y_at_slopes, deterministic, at_mean = map(np.asarray, parts)
+    lo, hi = reference.parameter(lower, dtype), reference.parameter(upper, dtype)
+    assert slopes.dtype == dtype and np.all((lo <= slopes) & (slopes <= hi)), (lo, hi, slopes)
+    assert reference.same_bits(y, y_at_slopes)
+    assert reference.same_bits(deterministic, at_mean)
