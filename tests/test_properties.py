@@ -147,8 +147,10 @@ def _check_against_reference(x, slope, g, results):
     )
     expected = {"forward": y, "jvp_x": dydx, "vjp_x": dydx, "jvp_a": dyda}
     if not isinstance(slope, float) and np.shape(slope) == x.shape:
-        # The slope's cotangent comes back in the slope's dtype (exact: it holds x's values).
-        expected["vjp_a"] = dyda.astype(slope.dtype)
+        # The slope's cotangent comes back cast to the slope's dtype (float32 for a float64
+        # x may round, or overflow to inf).
+        with np.errstate(over="ignore"):
+            expected["vjp_a"] = dyda.astype(slope.dtype)
     for what, want in expected.items():
         if what not in results:
             continue
@@ -168,7 +170,7 @@ def _run(fn, x, slope, *args):
         return jax.tree.map(np.asarray, fn(jnp.asarray(x), a, *args))
 
 
-@s.examples(5000)
+@s.examples(5250)
 @given(leaky_relu_cases())
 def test_values_match_reference(case):
     """Forward and derivatives bit-identical to the reference, in the input's dtype and shape."""
@@ -186,7 +188,7 @@ def test_any_shape_matches_reference(case):
     _check_against_reference(x, slope, g, _run(_jitted_derivatives, x, slope, g))
 
 
-@s.examples(400)
+@s.examples(250)
 @given(leaky_relu_cases(shapes=st.sampled_from(s.SHAPES), slope_shapes=s.broadcast_shape_of))
 def test_eager_equals_jit(case):
     """Called eagerly (each op dispatched on its own) and under jit: the same bits."""
@@ -303,7 +305,8 @@ def test_inverse_round_trips(dtype, data):
     a = reference.parameter(slope, dtype).astype(np.float64)
     xf, yf = x.astype(np.float64), y.astype(np.float64)
     flushed = flushes(dtype) & reference.is_subnormal(x)
-    underflow = (xf < 0) & (np.abs(a * xf) < reference.tiny(dtype)) & ~flushed
+    with np.errstate(over="ignore", invalid="ignore"):
+        underflow = (xf < 0) & (np.abs(a * xf) < reference.tiny(dtype)) & ~flushed
     overflow = np.isinf(yf) & np.isfinite(xf)
     kept = ~(flushed | underflow | overflow)
     assert reference.same_bits(back[flushed], reference.flush_to_zero(x)[flushed], x[flushed])
@@ -373,16 +376,16 @@ def _rrelu_parts(key, x, lower, upper):
 @s.examples(1000)
 @given(
     st.sampled_from(reference.DTYPES_X64),
-    st.sampled_from([0.0, 1 / 8, 0.3]),
-    st.sampled_from([0.0, 1 / 3 - 1 / 8, 2.0]),
+    # (lower, upper): a single slope, PyTorch's default, one from 0, one reaching above 1.
+    st.sampled_from([(0.3, 0.3), (1 / 8, 1 / 3), (0.0, 0.5), (0.3, 2.3)]),
     st.integers(0, 2**32 - 1),
     st.data(),
 )
-def test_rrelu(dtype, lower, width, seed, data):
+def test_rrelu(dtype, bounds, seed, data):
     """Random slopes lie in [lower, upper] (rounded to x's dtype) and the output is leaky_relu
     at those slopes; deterministic is leaky_relu at the mean slope."""
     s.GENERATED["cases"] += 1
-    upper = lower + width
+    lower, upper = bounds
     x = data.draw(s.arrays(dtype, (2, 1, 2, 4), allow_nan=False))
     with _precision(dtype), _checking_nans(x):
         key = jax.random.key(seed)
