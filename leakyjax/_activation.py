@@ -97,9 +97,7 @@ def _array_slope(x, negative_slope, grad_at_zero):
     v.check_broadcast("leaky_relu", "negative_slope", negative_slope, "x", x)
     x = v.float_input(x)
     slope = negative_slope.astype(x.dtype)
-    v.debug_check_finite("leaky_relu", "negative_slope", slope)
     if grad_at_zero is not None:
-        v.debug_check_grad_at_zero("leaky_relu", grad_at_zero, slope)
         grad_at_zero = v.round_to_dtype("leaky_relu", "grad_at_zero", grad_at_zero, x.dtype)
     return leaky_relu_core(x, slope, grad_at_zero)
 

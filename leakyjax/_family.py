@@ -76,7 +76,6 @@ def prelu(x: ArrayLike, slope: ArrayLike, *, axis: int = -1) -> jax.Array:
 def _prelu(x, slope, axis):
     x = v.float_input(x)
     slope = slope.astype(x.dtype)
-    v.debug_check_finite("prelu", "slope", slope)
     if axis is not None:
         shape = [1] * x.ndim
         shape[axis] = slope.shape[0]

@@ -4,7 +4,7 @@ Every public function calls these once, at its boundary; the private functions b
 trust their inputs. A wrong kind of thing is a ``TypeError``, a wrong value a ``ValueError``,
 and each message names the function, the argument, what was given and what was expected.
 Checks that need a value (finiteness, ranges) run when the value is concrete; under ``jit``
-a traced value skips them (see ``debug_check``).
+a traced value skips them (docs/errors.md says what a bad traced value gives).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import checkify
 
 # Real dtypes accepted at once (checked first, so that an eager call stays cheap).
 _REAL_DTYPES = frozenset(
@@ -131,20 +130,6 @@ def check_finite(fn: str, name: str, value: Any, dtype: Any) -> None:
             f"{fn}: `{name}` must be finite in {np.dtype(dtype).name} (the input's dtype), "
             f"got {_describe(value)}"
         )
-
-
-def debug_check_finite(fn: str, name: str, value: jax.Array) -> None:
-    """Under ``jax.experimental.checkify``, a traced ``value`` must be finite; else a no-op."""
-    checkify.debug_check(jnp.all(jnp.isfinite(value)), f"{fn}: `{name}` must be finite")
-
-
-def debug_check_grad_at_zero(fn: str, grad_at_zero: float, negative_slope: jax.Array) -> None:
-    """Under ``checkify``, ``grad_at_zero`` must lie between a traced slope and 1."""
-    lo, hi = jnp.minimum(negative_slope, 1), jnp.maximum(negative_slope, 1)
-    checkify.debug_check(
-        jnp.all((lo <= grad_at_zero) & (grad_at_zero <= hi)),
-        f"{fn}: `grad_at_zero`={grad_at_zero} is not a subgradient at 0",
-    )
 
 
 def check_broadcast(fn: str, name: str, value: Any, x_name: str, x: Any) -> None:
