@@ -37,9 +37,13 @@ def leaky_relu(
     Special values: NaN gives NaN (its derivative is ``grad_at_zero``, as NaN compares
     neither above nor below 0); :math:`\pm\infty` gives :math:`\pm\infty` for
     :math:`\alpha > 0`, and :math:`-\infty` gives exactly 0 for :math:`\alpha = 0`; a zero
-    keeps its sign. XLA on CPU treats float32 and bfloat16 subnormals as zero in compares and
-    flushes subnormal results, so there a subnormal ``x`` behaves as 0 (it passes through
-    unchanged and its derivative is ``grad_at_zero``).
+    keeps its sign. XLA on CPU treats float32, bfloat16 and float64 subnormals as zero in
+    compares and arithmetic and flushes subnormal results, so there a subnormal ``x`` behaves
+    as 0: its derivative is ``grad_at_zero``, and it passes through unchanged (or as the zero
+    of its sign where the compiled code flushes it, as it does for a zero slope).
+
+    The slope and ``grad_at_zero`` are rounded to ``x``'s dtype; a slope that overflows it is
+    a ``ValueError``, and one below its smallest normal number counts as 0, on every platform.
 
     Args:
       x: input array. Integer and boolean inputs are promoted to the default float dtype;
@@ -51,7 +55,8 @@ def leaky_relu(
         A Python number, fixed when the function is traced.
 
     Returns:
-      An array of ``x``'s (floating) dtype.
+      An array of ``x``'s (floating) dtype, of the shape ``x`` and ``negative_slope``
+      broadcast to (``x``'s shape for a scalar or per-channel slope).
 
     Example:
       >>> import jax, jax.numpy as jnp, leakyjax as lj

@@ -36,7 +36,11 @@ def inverse_leaky_relu(y: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Ar
       \end{cases}
 
     The derivative is 1 for :math:`y > 0` and :math:`1/\alpha` for :math:`y \le 0`, the
-    reciprocal of Leaky ReLU's with its default zero convention.
+    reciprocal of Leaky ReLU's with its default zero convention. The division is exactly
+    rounded, so ``inverse_leaky_relu(leaky_relu(x, a), a)`` gives back ``x`` exactly for
+    :math:`x \ge 0`, and for :math:`x < 0` when :math:`\alpha` is a power of two, and within 2
+    ulps otherwise, unless :math:`\alpha x` underflows (below the smallest normal number) or
+    overflows.
 
     Args:
       y: output of a Leaky ReLU.

@@ -213,7 +213,7 @@ def check_float_dtype(fn: str, name: str, dtype: Any) -> np.dtype:
     """A floating dtype (``float``, ``jnp.float32``, ``"bfloat16"``...); returns it."""
     try:
         result = None if dtype is None else jax.dtypes.canonicalize_dtype(np.dtype(dtype))
-    except TypeError:
+    except (TypeError, ValueError):
         result = None
     if result is None or not jnp.issubdtype(result, jnp.floating):
         raise TypeError(f"{fn}: `{name}` must be a floating dtype, got {_describe(dtype)}")
