@@ -70,7 +70,7 @@ def leaky_relu(
     See also:
       :func:`leakyjax.prelu`, :func:`leakyjax.rrelu`, :func:`jax.nn.leaky_relu`.
     """
-    v.check_array("leaky_relu", "x", x)
+    v.check_input("leaky_relu", "x", x)
     if type(negative_slope) is float or type(negative_slope) is int:
         # A Python number is static: the derivative rule is chosen knowing its value.
         if grad_at_zero is not None:
@@ -88,6 +88,7 @@ def static_slope(
 ) -> jax.Array:
     """Leaky ReLU with a Python-number slope, checked when traced; ``where`` names it."""
     fn, name = where
+    v.check_dtype(fn, "x", x)
     slope = v.check_real_scalar(fn, name, negative_slope)
     grad_at_zero = v.check_grad_at_zero(fn, grad_at_zero, slope)
     x = v.float_input(x)
@@ -99,6 +100,7 @@ def static_slope(
 
 @functools.partial(jax.jit, static_argnums=(2,))
 def _array_slope(x, negative_slope, grad_at_zero):
+    v.check_dtype("leaky_relu", "x", x)
     v.check_broadcast("leaky_relu", "negative_slope", negative_slope, "x", x)
     x = v.float_input(x)
     slope = negative_slope.astype(x.dtype)

@@ -45,7 +45,7 @@ def prelu(x: ArrayLike, slope: ArrayLike, *, axis: int = -1) -> jax.Array:
       >>> jax.grad(lambda a: lj.prelu(x, a).sum())(jnp.array([0.1, 0.5]))
       Array([-1., -6.], dtype=float32)
     """
-    v.check_array("prelu", "x", x)
+    v.check_input("prelu", "x", x)
     v.check_array("prelu", "slope", slope, allow_bool=False)
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
         raise TypeError(f"prelu: `axis` must be an int, got {axis!r} (type {type(axis).__name__})")
@@ -74,6 +74,7 @@ def prelu(x: ArrayLike, slope: ArrayLike, *, axis: int = -1) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnums=(2,))
 def _prelu(x, slope, axis):
+    v.check_dtype("prelu", "x", x)
     x = v.float_input(x)
     slope = slope.astype(x.dtype)
     if axis is not None:
@@ -125,7 +126,7 @@ def rrelu(
       >>> lj.rrelu(None, x, 0.1, 0.3, deterministic=True)
       Array([-0.2, -0.2,  2. ], dtype=float32)
     """
-    v.check_array("rrelu", "x", x)
+    v.check_input("rrelu", "x", x)
     lower = v.check_real_scalar("rrelu", "lower", lower)
     upper = v.check_real_scalar("rrelu", "upper", upper)
     if not 0 <= lower <= upper:
@@ -146,6 +147,7 @@ def rrelu(
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
 def _rrelu(key, x, lower, upper):
+    v.check_dtype("rrelu", "x", x)
     x = v.float_input(x)
     lower = v.round_to_dtype("rrelu", "lower", lower, x.dtype)
     upper = v.round_to_dtype("rrelu", "upper", upper, x.dtype)

@@ -37,23 +37,33 @@ def is_concrete(value: Any) -> bool:
     return not isinstance(value, jax.core.Tracer)
 
 
-def check_array(fn: str, name: str, value: Any, *, allow_bool: bool = True) -> None:
-    """``value`` must be a real array or number: JAX or NumPy; boolean, integer or float.
+def check_input(fn: str, name: str, x: Any) -> None:
+    """The activation's input: as ``check_array``, except that a ``jax.Array`` returns at
+    once (an eager call must stay cheap) and has its dtype checked by ``check_dtype`` when the
+    function is traced."""
+    if not isinstance(x, jax.Array):
+        check_array(fn, name, x)
 
-    Cheap for a float ``jax.Array`` (an isinstance check and a set lookup), since it runs on
-    every eager call. ``allow_bool=False`` is for parameters such as slopes.
-    """
+
+def check_array(fn: str, name: str, value: Any, *, allow_bool: bool = True) -> None:
+    """``value`` must be a real array or number: JAX or NumPy; boolean, integer or float."""
     if isinstance(value, (jax.Array, np.ndarray, np.generic)):
-        dtype = value.dtype
-        if dtype in _REAL_DTYPES and (allow_bool or dtype != np.bool_):
-            return
+        check_dtype(fn, name, value, allow_bool=allow_bool)
     elif isinstance(value, numbers.Number):
-        dtype = np.result_type(type(value))
+        check_dtype(fn, name, np.asarray(value), allow_bool=allow_bool)
     else:
         hint = "; convert it with jnp.asarray first" if isinstance(value, (list, tuple)) else ""
         raise TypeError(
             f"{fn}: `{name}` must be an array or a real number, got {_describe(value)}{hint}"
         )
+
+
+def check_dtype(fn: str, name: str, value: Any, *, allow_bool: bool = True) -> None:
+    """An array's dtype must be real: boolean (unless ``allow_bool`` is False), integer or
+    float. Cheap enough to run when tracing."""
+    dtype = value.dtype
+    if dtype in _REAL_DTYPES and (allow_bool or dtype != np.bool_):
+        return
     if jnp.issubdtype(dtype, jnp.complexfloating):
         raise TypeError(
             f"{fn}: `{name}` must be real (float, integer or bool), got complex dtype "
