@@ -11,7 +11,7 @@ from leakyjax import _validation as v
 
 
 def _check(fn: str, name: str, value: ArrayLike, negative_slope: ArrayLike) -> None:
-    v.check_input(fn, name, value)
+    v.check_array(fn, name, value)
     v.check_array(fn, "negative_slope", negative_slope, allow_bool=False)
     v.check_broadcast(fn, "negative_slope", negative_slope, name, value)
     if v.is_concrete(negative_slope):
@@ -60,7 +60,6 @@ def inverse_leaky_relu(y: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Ar
 
 @jax.jit
 def _inverse(y, negative_slope):
-    v.check_dtype("inverse_leaky_relu", "y", y)
     y = v.float_input(y)
     slope = negative_slope.astype(y.dtype)
     # The divisor is an array of y's shape, not a broadcast scalar: XLA rewrites division by a
@@ -101,7 +100,6 @@ def leaky_relu_log_abs_det_jacobian(x: ArrayLike, negative_slope: ArrayLike = 0.
 
 @jax.jit
 def _log_abs_det_jacobian(x, negative_slope):
-    v.check_dtype("leaky_relu_log_abs_det_jacobian", "x", x)
     x = v.float_input(x)
     log_slope = jnp.log(negative_slope.astype(x.dtype))
     return jnp.where(x > 0, jnp.zeros_like(x), log_slope)

@@ -47,8 +47,7 @@ def prelu(x: ArrayLike, slope: ArrayLike, *, axis: int = -1) -> jax.Array:
     """
     v.check_input("prelu", "x", x)
     v.check_array("prelu", "slope", slope, allow_bool=False)
-    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
-        raise TypeError(f"prelu: `axis` must be an int, got {axis!r} (type {type(axis).__name__})")
+    v.check_int("prelu", "axis", axis)
     if type(slope) is float or type(slope) is int:
         return static_slope(x, slope, None, ("prelu", "slope"))
     v.check_finite("prelu", "slope", slope, v.float_dtype(x))

@@ -183,10 +183,15 @@ def check_axis_type(fn: str, name: str, axis: Any) -> None:
             )
 
 
+def check_int(fn: str, name: str, value: Any) -> None:
+    """A Python or NumPy integer (not a bool)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{fn}: `{name}` must be an int, got {_describe(value)}")
+
+
 def check_axis(fn: str, name: str, axis: Any, ndim: int) -> int:
     """An integer axis of an array with ``ndim`` dimensions; returns it non-negative."""
-    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
-        raise TypeError(f"{fn}: `{name}` must be an int, got {_describe(axis)}")
+    check_int(fn, name, axis)
     if not -ndim <= axis < ndim:
         raise ValueError(
             f"{fn}: `{name}`={axis} is out of range for an array with {ndim} dimensions "
