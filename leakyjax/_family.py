@@ -153,6 +153,4 @@ def _rrelu(key, x, lower, upper):
     if key.dtype == jnp.uint32:
         key = jax.random.wrap_key_data(key)
     slopes = jax.random.uniform(key, x.shape, x.dtype, lower, upper)
-    # uniform's arithmetic may round one ulp past `upper`; the slopes stay in the interval.
-    slopes = jnp.minimum(slopes, jnp.asarray(upper, x.dtype))
     return leaky_relu_core(x, slopes, None)
