@@ -32,6 +32,10 @@ def _describe(value: Any) -> str:
     return f"{text} (type {type(value).__name__})"
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def is_concrete(value: Any) -> bool:
     """True when ``value``'s numbers are known now (not a tracer under jit, vmap or grad)."""
     return not isinstance(value, jax.core.Tracer)
@@ -153,16 +157,11 @@ def check_broadcast(fn: str, name: str, value: Any, x_name: str, x: Any) -> None
         ) from None
 
 
-def check_grad_at_zero(fn: str, grad_at_zero: Any, negative_slope: Any) -> float | None:
-    """``None``, or a real scalar in the subdifferential at 0: between the slope and 1.
-
-    The interval check runs when the slope is concrete.
-    """
-    if grad_at_zero is None:
-        return None
-    grad_at_zero = check_real_scalar(fn, "grad_at_zero", grad_at_zero)
-    if not is_concrete(negative_slope):
-        return grad_at_zero
+def check_grad_at_zero(fn: str, grad_at_zero: float | None, negative_slope: Any) -> None:
+    """``grad_at_zero`` (``None``, or a float from ``check_real_scalar``) must lie in the
+    subdifferential at 0: between the slope and 1. Checked when the slope is concrete."""
+    if grad_at_zero is None or not is_concrete(negative_slope):
+        return
     slope = np.asarray(negative_slope, dtype=float)
     lo, hi = np.minimum(slope, 1.0), np.maximum(slope, 1.0)
     if not np.all((lo <= grad_at_zero) & (grad_at_zero <= hi)):
@@ -170,28 +169,27 @@ def check_grad_at_zero(fn: str, grad_at_zero: Any, negative_slope: Any) -> float
             f"{fn}: `grad_at_zero`={grad_at_zero} is not a subgradient at 0: it must lie in "
             f"the closed interval between `negative_slope` ({_describe(negative_slope)}) and 1"
         )
-    return grad_at_zero
 
 
 def check_axis_type(fn: str, name: str, axis: Any) -> None:
     """An int, or a non-empty tuple of ints (the range is checked against a shape later)."""
-    axes = axis if isinstance(axis, tuple) and axis else (axis,)
-    for a in axes:
-        if isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer)):
-            raise TypeError(
-                f"{fn}: `{name}` must be an int or a tuple of ints, got {_describe(axis)}"
-            )
+    if not all(map(_is_int, axis if isinstance(axis, tuple) and axis else (axis,))):
+        raise TypeError(f"{fn}: `{name}` must be an int or a tuple of ints, got {_describe(axis)}")
 
 
 def check_int(fn: str, name: str, value: Any) -> None:
     """A Python or NumPy integer (not a bool)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+    if not _is_int(value):
         raise TypeError(f"{fn}: `{name}` must be an int, got {_describe(value)}")
 
 
 def check_axis(fn: str, name: str, axis: Any, ndim: int) -> int:
     """An integer axis of an array with ``ndim`` dimensions; returns it non-negative."""
     check_int(fn, name, axis)
+    return _in_range(fn, name, axis, ndim)
+
+
+def _in_range(fn: str, name: str, axis: int, ndim: int) -> int:
     if not -ndim <= axis < ndim:
         raise ValueError(
             f"{fn}: `{name}`={axis} is out of range for an array with {ndim} dimensions "
@@ -204,7 +202,7 @@ def check_axes(fn: str, name: str, axis: Any, ndim: int) -> tuple[int, ...]:
     """An int or a tuple of distinct ints, each a valid axis; returns them non-negative."""
     check_axis_type(fn, name, axis)
     axes = tuple(
-        check_axis(fn, name, a, ndim) for a in (axis if isinstance(axis, tuple) else (axis,))
+        _in_range(fn, name, a, ndim) for a in (axis if isinstance(axis, tuple) else (axis,))
     )
     if len(set(axes)) != len(axes):
         raise ValueError(f"{fn}: `{name}`={axis} names the same axis twice")
@@ -237,11 +235,9 @@ def check_float_dtype(fn: str, name: str, dtype: Any) -> np.dtype:
 
 def check_shape(fn: str, name: str, shape: Any) -> tuple[int, ...]:
     """A tuple (or list) of non-negative ints; returns it as a tuple."""
-    if isinstance(shape, (int, np.integer)) and not isinstance(shape, (bool, np.bool_)):
+    if _is_int(shape):
         shape = (shape,)
-    if not isinstance(shape, (tuple, list)) or not all(
-        isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) for d in shape
-    ):
+    if not isinstance(shape, (tuple, list)) or not all(map(_is_int, shape)):
         raise TypeError(f"{fn}: `{name}` must be a tuple of ints, got {_describe(shape)}")
     if any(d < 0 for d in shape):
         raise ValueError(f"{fn}: `{name}` must not have negative sizes, got {tuple(shape)}")

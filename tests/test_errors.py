@@ -15,12 +15,12 @@ DOC = (pathlib.Path(__file__).parent.parent / "docs" / "errors.md").read_text()
 WRONG = ["None", "'1.0'", "['a', 'b']", "{'a': 1.0}", "object()"]
 ROW = re.compile(r"^\| (\d+) \| (.+?) \| `(.+?)` \| (.+) \|$", re.MULTILINE)
 CODE = re.findall(r"```python\n(.*?)```", DOC, re.DOTALL)
+ROWS = ROW.findall(DOC)
 
 
 def _cases():
-    rows = ROW.findall(DOC)
-    assert [int(r[0]) for r in rows] == list(range(1, len(rows) + 1))
-    for number, _what, call, gets in rows:
+    assert [int(r[0]) for r in ROWS] == list(range(1, len(ROWS) + 1))
+    for number, _what, call, gets in ROWS:
         values = WRONG[1:] if "WRONG?" in call else WRONG if "WRONG" in call else [None]
         for value in values:
             code = call if value is None else call.replace("WRONG?", value).replace("WRONG", value)
@@ -31,8 +31,7 @@ CASES = list(_cases())
 
 
 def test_catalogue_size():
-    rows = ROW.findall(DOC)
-    assert len(rows) >= 90
+    assert len(ROWS) >= 90
     assert len(CASES) >= 140
 
 
