@@ -1,0 +1,266 @@
+"""Evaluating a jaxpr under the caller's trace, with a callback at each selected site.
+
+``evaluate`` binds every equation again, in order, under whatever trace is current (so
+``jit``, ``grad``, ``vmap``... of the result compose as they would with the original
+function). At a selected site it calls the rule instead (``leakify``: a Leaky ReLU;
+tracking: the same ReLU plus an observation of its input). Higher-order primitives with
+selected sites inside get a handler from ``HANDLERS``, keyed by primitive name: their bodies
+are evaluated the same way and bound again with the primitive's own parameters, extended
+to carry the observations out when there are any.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax.extend.core as jex
+
+from leakyjax import _jax_internals as ji
+from leakyjax._sites import Site
+
+# An observation per site name: a pytree of arrays that combines across calls.
+Observations = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """What happens at the selected sites.
+
+    ``apply(site, x, eqn, invals)`` returns the site's outputs and its observation (None
+    when the rule observes nothing). Observing rules also give, per site, the identity of
+    ``combine`` (``empty``), its abstract values (``avals``) and ``combine`` itself.
+    """
+
+    sites: dict[tuple, Site]
+    apply: Callable[[Site, jex.JaxprEqn, list[Any]], tuple[list[Any], Any]]
+    observes: bool = False
+    empty: Callable[[Site], Any] | None = None
+    avals: Callable[[Site], list[Any]] | None = None
+    combine: Callable[[Any, Any], Any] | None = None
+    flatten: Callable[[Any], list[Any]] | None = None
+    unflatten: Callable[[list[Any]], Any] | None = None
+
+    def below(self, path: tuple) -> list[Site]:
+        n = len(path)
+        return sorted(
+            (s for p, s in self.sites.items() if p[:n] == path), key=lambda s: s.name
+        )
+
+
+def evaluate(
+    closed: jex.ClosedJaxpr | jex.Jaxpr, args: Sequence[Any], rule: Rule, path: tuple = ()
+) -> tuple[list[Any], Observations]:
+    """Binds ``closed``'s equations on ``args``; returns the outputs and the observations."""
+    if isinstance(closed, jex.ClosedJaxpr):
+        jaxpr, consts = closed.jaxpr, closed.consts
+    else:
+        jaxpr, consts = closed, []
+    env: dict[Any, Any] = {}
+    env.update(zip(jaxpr.constvars, consts))
+    env.update(zip(jaxpr.invars, args))
+    observed: Observations = {}
+
+    def read(atom: Any) -> Any:
+        return atom.val if isinstance(atom, jex.Literal) else env[atom]
+
+    for i, eqn in enumerate(jaxpr.eqns):
+        here = (*path, i)
+        invals = [read(v) for v in eqn.invars]
+        site = rule.sites.get(here)
+        handler = HANDLERS.get(eqn.primitive.name)
+        if site is not None:
+            outs, observation = rule.apply(site, eqn, invals)
+            if observation is not None:
+                _merge_into(observed, {site.name: observation}, rule)
+        elif handler is not None and rule.below(here):
+            outs, inner = handler(eqn, invals, rule, here)
+            _merge_into(observed, inner, rule)
+        else:
+            outs = ji.bind(eqn, invals)
+        env.update(zip(eqn.outvars, outs))
+    return [read(v) for v in jaxpr.outvars], observed
+
+
+def _merge_into(observed: Observations, new: Observations, rule: Rule) -> None:
+    for name, value in new.items():
+        observed[name] = value if name not in observed else rule.combine(observed[name], value)  # type: ignore[misc]
+
+
+# --- Observations as flat lists (to cross a primitive's boundary) -------------------------
+
+
+def _flat(rule: Rule, sites: list[Site], observed: Observations) -> list[Any]:
+    out: list[Any] = []
+    for site in sites:
+        value = observed.get(site.name)
+        out += rule.flatten(value if value is not None else rule.empty(site))  # type: ignore[misc]
+    return out
+
+
+def _unflat(rule: Rule, sites: list[Site], flat: Sequence[Any]) -> Observations:
+    observed, k = {}, 0
+    for site in sites:
+        n = len(rule.avals(site))  # type: ignore[misc]
+        observed[site.name] = rule.unflatten(list(flat[k : k + n]))  # type: ignore[misc]
+        k += n
+    return observed
+
+
+def _avals(rule: Rule, sites: list[Site]) -> list[Any]:
+    return [a for s in sites for a in rule.avals(s)]  # type: ignore[misc]
+
+
+# --- Handlers of the higher-order primitives ---------------------------------------------
+
+
+def _retraced(body: Any, rule: Rule, path: tuple, name: str, observe: list[Site]) -> Any:
+    """``body`` evaluated with ``rule`` and traced again, with the observations of
+    ``observe`` appended to its outputs."""
+
+    def run(*args: Any) -> list[Any]:
+        outs, observed = evaluate(body, args, rule, path)
+        return outs + _flat(rule, observe, observed)
+
+    return ji.retrace(run, ji.invar_avals(body), name)
+
+
+def _call(param: str) -> Callable:
+    """jit and closed_call: the body is traced again and bound with the same parameters
+    (shardings, donation, name...). An observing rule inlines the body instead: nested
+    jits compile into the caller's program anyway, and observations need no new outputs."""
+
+    def handler(eqn, invals, rule, path):
+        here = (*path, param, None)
+        if rule.observes:
+            with ji.equation_context(eqn):
+                return evaluate(eqn.params[param], invals, rule, here)
+        name = str(eqn.params.get("name", eqn.primitive.name))
+        body = _retraced(eqn.params[param], rule, here, name, [])
+        return ji.bind(eqn, invals, **{param: body}), {}
+
+    return handler
+
+
+def _checkpoint(eqn, invals, rule, path):
+    # jax.checkpoint's body is an open jaxpr: constants become leading inputs.
+    here = (*path, "jaxpr", None)
+    observe = rule.below(here) if rule.observes else []
+    body = _retraced(eqn.params["jaxpr"], rule, here, "checkpoint", observe)
+    jaxpr, consts = ji.without_consts(body)
+    outs = ji.bind(eqn, [*consts, *invals], jaxpr=jaxpr)
+    n = len(eqn.outvars)
+    return outs[:n], _unflat(rule, observe, outs[n:])
+
+
+def _scan(eqn, invals, rule, path):
+    # Observations ride along as extra carries, after the original ones: combined over the
+    # iterations.
+    here = (*path, "jaxpr", None)
+    num_consts, num_carry = ji.scan_layout(eqn)
+    observe = rule.below(here) if rule.observes else []
+    k = len(_avals(rule, observe))
+    body = eqn.params["jaxpr"]
+    avals = ji.invar_avals(body)
+    split = num_consts + num_carry
+
+    def run(*args: Any) -> list[Any]:
+        inputs = [*args[:split], *args[split + k :]]
+        outs, observed = evaluate(body, inputs, rule, here)
+        carried = _unflat(rule, observe, args[split : split + k])
+        merged = {s.name: rule.combine(carried[s.name], observed[s.name]) for s in observe if s.name in observed}  # type: ignore[misc]
+        carried.update(merged)
+        return [*outs[:num_carry], *_flat(rule, observe, carried), *outs[num_carry:]]
+
+    new_avals = [*avals[:split], *_avals(rule, observe), *avals[split:]]
+    new_body = ji.retrace(run, new_avals, "scan")
+    init = _flat(rule, observe, {})
+    outs = ji.bind(
+        eqn,
+        [*invals[:split], *init, *invals[split:]],
+        **ji.scan_with_extra_carry(eqn, new_body, k),
+    )
+    return [*outs[:num_carry], *outs[num_carry + k :]], _unflat(
+        rule, observe, outs[num_carry : num_carry + k]
+    )
+
+
+def _while(eqn, invals, rule, path):
+    cond_nconsts, body_nconsts = ji.while_layout(eqn)
+    cond_path, body_path = (*path, "cond_jaxpr", None), (*path, "body_jaxpr", None)
+    observe = rule.below(body_path) if rule.observes else []
+    if rule.observes and rule.below(cond_path):
+        warnings.warn(
+            "track_dead_units: ReLUs in a while_loop's condition are evaluated but not "
+            f"tracked: {[s.name for s in rule.below(cond_path)]}",
+            stacklevel=2,
+        )
+    k = len(_avals(rule, observe))
+    cond, body = eqn.params["cond_jaxpr"], eqn.params["body_jaxpr"]
+
+    def run_cond(*args: Any) -> list[Any]:
+        return evaluate(cond, args[: len(args) - k] if k else args, rule, cond_path)[0]
+
+    def run_body(*args: Any) -> list[Any]:
+        outs, observed = evaluate(body, args[: len(args) - k] if k else args, rule, body_path)
+        carried = _unflat(rule, observe, args[len(args) - k :])
+        for s in observe:
+            if s.name in observed:
+                carried[s.name] = rule.combine(carried[s.name], observed[s.name])  # type: ignore[misc]
+        return [*outs, *_flat(rule, observe, carried)]
+
+    extra = _avals(rule, observe)
+    new_cond = ji.retrace(run_cond, [*ji.invar_avals(cond), *extra], "while_cond")
+    new_body = ji.retrace(run_body, [*ji.invar_avals(body), *extra], "while_body")
+    outs = ji.bind(
+        eqn,
+        [*invals, *_flat(rule, observe, {})],
+        cond_jaxpr=new_cond,
+        body_jaxpr=new_body,
+    )
+    n = len(eqn.outvars)
+    return outs[:n], _unflat(rule, observe, outs[n:])
+
+
+def _cond(eqn, invals, rule, path):
+    # Every branch returns the observations of all branches' sites (the identity for those
+    # it does not contain), so the taken branch's are what comes out.
+    observe = rule.below(path) if rule.observes else []
+    branches = tuple(
+        _retraced(branch, rule, (*path, "branches", i), "cond_branch", observe)
+        for i, branch in enumerate(eqn.params["branches"])
+    )
+    outs = ji.bind(eqn, invals, branches=branches)
+    n = len(eqn.outvars)
+    return outs[:n], _unflat(rule, observe, outs[n:])
+
+
+def _shard_map(eqn, invals, rule, path):
+    if rule.observes:
+        warnings.warn(
+            "track_dead_units: ReLUs inside a shard_map in the tracked function are not "
+            f"tracked: {[s.name for s in rule.below(path)]}. Call the tracker's update inside "
+            "your shard_map instead, with axis_name set to OR the masks across devices.",
+            stacklevel=2,
+        )
+        return ji.bind(eqn, invals), {}
+    here = (*path, "jaxpr", None)
+
+    def body(*args: Any) -> list[Any]:
+        return evaluate(eqn.params["jaxpr"], args, rule, here)[0]
+
+    with ji.equation_context(eqn):
+        return list(ji.shard_map_call(eqn, body)(*invals)), {}
+
+
+HANDLERS: dict[str, Callable[..., tuple[list[Any], Observations]]] = {
+    ji.JIT: _call("jaxpr"),
+    ji.CLOSED_CALL: _call("call_jaxpr"),
+    ji.CHECKPOINT: _checkpoint,
+    ji.SCAN: _scan,
+    ji.WHILE: _while,
+    ji.COND: _cond,
+    ji.SHARD_MAP: _shard_map,
+}

@@ -1,0 +1,337 @@
+"""Every dependence of the transforms on JAX internals, in one place.
+
+The transforms read jaxprs (``jax.make_jaxpr``) and re-bind their equations under the
+caller's trace. Public APIs cover most of it (``jax.make_jaxpr``, ``jax.extend.core``); what
+they do not cover is here, each with a comment: re-tracing a sub-jaxpr with its exact input
+types, re-binding an equation with its source information, the parameter names of the
+higher-order primitives, how ``jax.nn.relu`` is built, and source locations.
+
+Checked on jax 0.8.0, 0.10.2 and 0.12.x. ``tests/test_jax_internals.py`` fails loudly when a
+new JAX changes any of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import jax
+import jax.extend.core as jex
+import numpy as np
+from jax._src import api_util, source_info_util
+from jax._src import core as _core
+from jax._src import linear_util as lu
+from jax._src.interpreters import partial_eval as pe
+
+P = jex.primitives
+
+# leakyjax's own activation carries this name on its custom_jvp, so the tracker finds it.
+MARKER = "leakyjax_leaky_relu"
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# User-facing source locations (and JAX's own filtered tracebacks) skip leakyjax's files.
+source_info_util.register_exclusion(_PACKAGE_DIR + os.sep)
+
+
+# --- Binding an equation under the caller's trace -------------------------------------
+
+
+def bind(eqn: jex.JaxprEqn, invals: Sequence[Any], **params: Any) -> list[Any]:
+    """Binds ``eqn``'s primitive on ``invals`` (with ``params`` replacing its own), keeping
+    its source information; returns the outputs as a list. As ``jax.core.eval_jaxpr`` does.
+    """
+    bind_params = eqn.primitive.get_bind_params({**eqn.params, **params})
+    # jax < 0.9 returns (subfuns, params); later versions the params alone.
+    subfuns: Sequence[Any] = ()
+    if isinstance(bind_params, tuple):
+        subfuns, bind_params = bind_params
+    with equation_context(eqn):
+        out = eqn.primitive.bind(*subfuns, *invals, **bind_params)
+    return list(out) if eqn.primitive.multiple_results else [out]
+
+
+@contextlib.contextmanager
+def equation_context(eqn: jex.JaxprEqn) -> Iterator[None]:
+    """What is traced inside gets ``eqn``'s traceback and name stack (as if the user's code
+    had run there), so rewritten programs keep their source locations and named scopes."""
+    name_stack = source_info_util.current_name_stack() + eqn.source_info.name_stack
+    with (
+        source_info_util.user_context(eqn.source_info.traceback, name_stack=name_stack),
+        eqn.ctx.manager,
+    ):
+        yield
+
+
+def retrace(
+    fn: Callable[..., Sequence[Any]], in_avals: Sequence[Any], name: str
+) -> jex.ClosedJaxpr:
+    """Traces ``fn`` (flat arguments to a flat list of outputs) at ``in_avals``.
+
+    ``jax.make_jaxpr`` would take ``jax.ShapeDtypeStruct``s, which lose what an aval carries
+    beyond shape and dtype (weak types, and the varying manual axes inside ``shard_map``);
+    the sub-jaxpr must keep its exact input types to be bound in its primitive's place.
+    """
+    debug = api_util.debug_info(name, fn, tuple(in_avals), {})
+    jaxpr, _, consts = pe.trace_to_jaxpr_dynamic(lu.wrap_init(fn, debug_info=debug), in_avals)
+    return jex.ClosedJaxpr(jaxpr, consts)
+
+
+def without_consts(closed: jex.ClosedJaxpr) -> tuple[jex.Jaxpr, list[Any]]:
+    """An open jaxpr taking ``closed``'s constants as leading inputs, and the constants."""
+    return pe.convert_constvars_jaxpr(closed.jaxpr), list(closed.consts)
+
+
+def invar_avals(jaxpr: jex.Jaxpr | jex.ClosedJaxpr) -> list[Any]:
+    inner = jaxpr.jaxpr if isinstance(jaxpr, jex.ClosedJaxpr) else jaxpr
+    return [v.aval for v in inner.invars]
+
+
+def bool_aval(shape: tuple[int, ...]) -> Any:
+    return _core.ShapedArray(shape, np.dtype(bool))
+
+
+def count_aval() -> Any:
+    return _core.ShapedArray((), np.dtype(np.uint32))
+
+
+# --- Source information ----------------------------------------------------------------
+
+
+def source_location(eqn: jex.JaxprEqn) -> str | None:
+    """``file:line`` of the user's code that built ``eqn`` (JAX's and leakyjax's frames
+    skipped), or None."""
+    frame = source_info_util.user_frame(eqn.source_info.traceback)
+    if frame is None:
+        return None
+    return f"{os.path.basename(frame.file_name)}:{frame.start_line}"
+
+
+def name_stack(eqn: jex.JaxprEqn) -> str:
+    return str(eqn.source_info.name_stack)
+
+
+# --- The higher-order primitives --------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Body:
+    """A sub-jaxpr of an equation: where it is in the params, and which of the equation's
+    inputs feed its inputs (``inputs[i]`` is the equation input index feeding invar i, or
+    None when it has no counterpart)."""
+
+    param: str
+    index: int | None  # position in a tuple-valued param (cond's branches), else None
+    jaxpr: jex.ClosedJaxpr | jex.Jaxpr
+    inputs: tuple[int | None, ...]
+
+
+def bodies(eqn: jex.JaxprEqn) -> list[Body]:
+    """The sub-jaxprs of ``eqn`` with their input mapping (empty for a first-order one)."""
+    name = eqn.primitive.name
+    n = len(eqn.invars)
+    if name == P.cond_p.name:  # invars: index, *operands; each branch takes the operands
+        return [
+            Body("branches", i, br, tuple(range(1, n))) for i, br in enumerate(eqn.params["branches"])
+        ]
+    if name == P.while_p.name:  # invars: cond_consts, body_consts, carry
+        nc, nb = eqn.params["cond_nconsts"], eqn.params["body_nconsts"]
+        carry = tuple(range(nc + nb, n))
+        return [
+            Body("cond_jaxpr", None, eqn.params["cond_jaxpr"], tuple(range(nc)) + carry),
+            Body("body_jaxpr", None, eqn.params["body_jaxpr"], tuple(range(nc, nc + nb)) + carry),
+        ]
+    found = []
+    for param in ("jaxpr", "call_jaxpr", "fun_jaxpr"):
+        sub = eqn.params.get(param)
+        if isinstance(sub, (jex.ClosedJaxpr, jex.Jaxpr)):
+            m = len(invar_avals(sub))
+            found.append(Body(param, None, sub, tuple(i if i < n else None for i in range(m))))
+    if found:
+        return found
+    # Any other primitive with sub-jaxprs (pmap, custom_linear_solve, pallas_call...): found
+    # for the site listing, with no input mapping.
+    return [
+        Body("", None, sub, (None,) * len(invar_avals(sub)))
+        for sub in jex.jaxprs_in_params(eqn.params)
+    ]
+
+
+# Primitive names, by kind. The transforms have a handler per name in these sets.
+JIT = P.jit_p.name
+CLOSED_CALL = P.closed_call_p.name
+CHECKPOINT = P.remat_p.name
+SCAN = P.scan_p.name
+COND = P.cond_p.name
+WHILE = P.while_p.name
+SHARD_MAP = "shard_map"  # jax.shard_map's primitive; not exported by jax.extend
+CUSTOM_JVP = P.custom_jvp_call_p.name
+CUSTOM_VJP = P.custom_vjp_call_p.name
+
+# How a control-flow body shows in a site's name.
+CONTEXT_LABEL = {SCAN: "scan", COND: "cond", WHILE: "while_loop"}
+
+
+def scan_with_extra_carry(eqn: jex.JaxprEqn, body: jex.ClosedJaxpr, extra: int) -> dict:
+    """``scan`` params for ``body``, which has ``extra`` more carries after the original."""
+    params = dict(jaxpr=body, num_carry=eqn.params["num_carry"] + extra)
+    if "linear" in eqn.params:  # absent in some versions
+        params["linear"] = tuple(eqn.params["linear"]) + (False,) * extra
+    return params
+
+
+def scan_layout(eqn: jex.JaxprEqn) -> tuple[int, int]:
+    return eqn.params["num_consts"], eqn.params["num_carry"]
+
+
+def while_layout(eqn: jex.JaxprEqn) -> tuple[int, int]:
+    return eqn.params["cond_nconsts"], eqn.params["body_nconsts"]
+
+
+def shard_map_call(eqn: jex.JaxprEqn, body: Callable[..., Any]) -> Callable[..., Any]:
+    """``jax.shard_map`` applied to ``body`` with ``eqn``'s mesh, specs and checks.
+
+    Re-binding through the public API traces ``body`` inside the manual-axes context, as
+    the user's own call did."""
+    params = eqn.params
+    # jax 0.8 calls the manual axes `manual_axes`, later versions `newly_manual_axes`.
+    axes = params.get("newly_manual_axes", params.get("manual_axes"))
+    return jax.shard_map(
+        body,
+        mesh=params["mesh"],
+        in_specs=tuple(params["in_specs"]),
+        out_specs=tuple(params["out_specs"]),
+        axis_names=set(axes),
+        check_vma=params["check_vma"],
+    )
+
+
+# --- How jax.nn.relu is built ------------------------------------------------------------
+# jax.nn.relu is a custom_jvp around jit(lambda x: max(x, 0)); inside shard_map the zero is
+# first made varying with `pvary`. Matched by structure (a custom_jvp whose function is
+# max(x, 0)), not by name, so Flax's, Haiku's and Equinox's use of it is found, and so is a
+# user's own custom_jvp ReLU of the same shape.
+
+_ZERO_PASSTHROUGH = frozenset(
+    {"pvary", "convert_element_type", "broadcast_in_dim", "reshape", "copy", "copy_p"}
+)
+
+
+def _producers(jaxpr: jex.Jaxpr) -> dict[Any, jex.JaxprEqn]:
+    return {v: e for e in jaxpr.eqns for v in e.outvars}
+
+
+def _is_zero(atom: Any, producers: dict[Any, jex.JaxprEqn]) -> bool:
+    while True:
+        if isinstance(atom, jex.Literal):
+            value = np.asarray(atom.val)
+            return value.size == 1 and bool(value == 0)
+        eqn = producers.get(atom)
+        if eqn is None or eqn.primitive.name not in _ZERO_PASSTHROUGH or len(eqn.invars) != 1:
+            return False
+        atom = eqn.invars[0]
+
+
+def _single_call_body(jaxpr: jex.Jaxpr) -> jex.Jaxpr:
+    """Unwraps ``jaxpr`` while it is one jit/closed_call equation on its own inputs."""
+    while len(jaxpr.eqns) == 1 and jaxpr.eqns[0].primitive.name in (JIT, CLOSED_CALL):
+        eqn = jaxpr.eqns[0]
+        if list(eqn.invars) != list(jaxpr.invars) or list(eqn.outvars) != list(jaxpr.outvars):
+            break
+        inner = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
+        jaxpr = inner.jaxpr if isinstance(inner, jex.ClosedJaxpr) else inner
+    return jaxpr
+
+
+def max_zero_operand(eqn: jex.JaxprEqn, producers: dict[Any, jex.JaxprEqn]) -> Any | None:
+    """For ``max(x, 0)`` or ``max(0, x)``, the operand x; else None."""
+    if eqn.primitive.name != P.max_p.name:
+        return None
+    a, b = eqn.invars
+    if _is_zero(b, producers) and not _is_zero(a, producers):
+        return a
+    if _is_zero(a, producers) and not _is_zero(b, producers):
+        return b
+    return None
+
+
+def is_relu_custom_jvp(eqn: jex.JaxprEqn) -> bool:
+    """A custom_jvp equation whose function is max(x, 0) of its one input."""
+    if eqn.primitive.name != CUSTOM_JVP or len(eqn.invars) != 1 or len(eqn.outvars) != 1:
+        return False
+    call = eqn.params["call_jaxpr"]
+    body = _single_call_body(call.jaxpr if isinstance(call, jex.ClosedJaxpr) else call)
+    if len(body.invars) != 1 or len(body.outvars) != 1:
+        return False
+    producers = _producers(body)
+    last = producers.get(body.outvars[0])
+    return last is not None and max_zero_operand(last, producers) is body.invars[0]
+
+
+def where_relu_operand(eqn: jex.JaxprEqn, producers: dict[Any, jex.JaxprEqn]) -> Any | None:
+    """For ``jnp.where(x > 0, x, 0)`` (a select on ``x > 0`` between 0 and x, possibly in
+    jnp.where's own jit), the operand x; else None."""
+    outer_in = list(eqn.invars)
+    if eqn.primitive.name == JIT:
+        body = eqn.params["jaxpr"].jaxpr
+        inner = _producers(body)
+        last = inner.get(body.outvars[0]) if len(body.outvars) == 1 else None
+        if last is None or last.primitive.name != P.select_n_p.name or len(last.invars) != 3:
+            return None
+        bind_map = dict(zip(body.invars, outer_in))
+        pred, on_false, on_true = last.invars
+        if not _is_zero(on_false, inner) or on_true not in bind_map or pred not in bind_map:
+            return None
+        pred, x = bind_map[pred], bind_map[on_true]
+    elif eqn.primitive.name == P.select_n_p.name and len(outer_in) == 3:
+        pred, on_false, x = outer_in
+        if not _is_zero(on_false, producers):
+            return None
+    else:
+        return None
+    test = producers.get(pred)
+    if test is None:
+        return None
+    a, b = test.invars
+    if test.primitive.name == P.gt_p.name and a is x and _is_zero(b, producers):
+        return x
+    if test.primitive.name == P.lt_p.name and b is x and _is_zero(a, producers):
+        return x
+    return None
+
+
+def is_leakyjax(eqn: jex.JaxprEqn) -> bool:
+    return eqn.primitive.name == CUSTOM_JVP and eqn.params.get("name") == MARKER
+
+
+# --- Differentiation inside the function -------------------------------------------------
+
+_relu_jvp_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def record_relu_differentiation() -> Iterator[list[bool]]:
+    """Records whether ``jax.nn.relu``'s derivative rule runs while tracing.
+
+    A ReLU differentiated inside the traced function (``jax.grad`` inside it) leaves its
+    derivative in the jaxpr as plain equations, which a rewrite of the ReLU would not
+    change. ``custom_jvp`` reads its rule from the instance at each call, so a recorder put
+    there sees it run.
+    """
+    relu = jax.nn.relu
+    original = relu.jvp
+    seen: list[bool] = []
+
+    def recording_jvp(*args: Any, **kwargs: Any) -> Any:
+        seen.append(True)
+        return original(*args, **kwargs)
+
+    with _relu_jvp_lock:
+        relu.jvp = recording_jvp
+        try:
+            yield seen
+        finally:
+            relu.jvp = original

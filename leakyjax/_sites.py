@@ -1,0 +1,227 @@
+"""Finding and naming the ReLU sites of a jaxpr: a pass that returns plain ``Site`` records."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.extend.core as jex
+import numpy as np
+
+from leakyjax import _jax_internals as ji
+
+# The patterns a site can match, and what each is.
+PATTERNS = {
+    "relu": "jax.nn.relu (what Flax, Haiku and Equinox use): a custom_jvp of max(x, 0)",
+    "maximum": "jnp.maximum(x, 0) outside a ReLU",
+    "where": "jnp.where(x > 0, x, 0)",
+    "leaky_relu": "leakyjax's own leaky_relu, prelu and rrelu",
+}
+
+# Sub-jaxprs whose ReLUs the transforms re-bind through (see _interpreter.HANDLERS).
+SUPPORTED = frozenset(
+    {ji.JIT, ji.CLOSED_CALL, ji.CHECKPOINT, ji.SCAN, ji.COND, ji.WHILE, ji.SHARD_MAP}
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Site:
+    """A place in a traced function where a ReLU (or Leaky ReLU) is applied.
+
+    Attributes:
+      name: unique, stable name: the key path of the parameters that feed the
+        pre-activation (``params/Dense_0``, ``layers/0``), else the name stack or the source
+        location; `` [in scan]`` and the like inside control flow; repeats get ``#2``, ``#3``.
+      kind: the pattern matched: ``"relu"``, ``"maximum"``, ``"where"`` or ``"leaky_relu"``.
+      shape: the pre-activation's shape at trace time (inside a ``scan``, per iteration).
+      dtype: the pre-activation's dtype.
+      source: ``file:line`` of the code that applied it (leakyjax's and JAX's frames
+        skipped), or None.
+      rewritable: whether :func:`leakyjax.leakify` can rewrite it.
+      reason: why not, when it cannot (an integer ReLU, inside a custom derivative rule or
+        an unsupported primitive); None otherwise.
+    """
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    source: str | None
+    rewritable: bool
+    reason: str | None = None
+    # Where the site is: equation indices and sub-jaxpr keys from the top-level jaxpr; and
+    # which of its equation's inputs is the pre-activation.
+    path: tuple[Any, ...] = dataclasses.field(default=(), repr=False, compare=False)
+    operand: int = dataclasses.field(default=0, repr=False, compare=False)
+
+
+def find(
+    closed: jex.ClosedJaxpr, leaf_paths: Sequence[tuple | None], patterns: Sequence[str]
+) -> list[Site]:
+    """The sites of ``closed`` matching ``patterns``, named from ``leaf_paths``: per input,
+    ``(argument, key path)`` (None for an input that names nothing, like a data array)."""
+    raw: list[tuple[str, dict]] = []
+    origins = [frozenset([i]) if p is not None else frozenset() for i, p in enumerate(leaf_paths)]
+    _walk(closed.jaxpr, origins, (), (), None, tuple(patterns), raw)
+    sizes: dict[Any, int] = {}
+    for p in leaf_paths:
+        if p is not None:
+            sizes[p[0]] = sizes.get(p[0], 0) + 1
+    names = _unique([_name(info, leaf_paths, sizes) for _, info in raw])
+    return [
+        Site(
+            name=name,
+            kind=kind,
+            shape=info["shape"],
+            dtype=info["dtype"],
+            source=info["source"],
+            rewritable=info["reason"] is None,
+            reason=info["reason"],
+            path=info["path"],
+            operand=info["operand"],
+        )
+        for name, (kind, info) in zip(names, raw)
+    ]
+
+
+def _walk(jaxpr, origins, path, contexts, blocked, patterns, out) -> None:
+    """Adds the sites of ``jaxpr`` to ``out``. ``origins[i]`` is the set of inputs (by index)
+    that reach ``jaxpr``'s invar i without passing through another site; ``blocked`` is the
+    reason sites here cannot be rewritten, if any."""
+    env: dict[Any, frozenset] = dict(zip(jaxpr.invars, origins))
+    producers = {v: e for e in jaxpr.eqns for v in e.outvars}
+
+    def read(atom):
+        return env.get(atom, frozenset()) if not isinstance(atom, jex.Literal) else frozenset()
+
+    for i, eqn in enumerate(jaxpr.eqns):
+        here = (*path, i)
+        kind, x = _match(eqn, producers, patterns)
+        if kind is not None:
+            reason = blocked
+            if reason is None and not np.issubdtype(x.aval.dtype, np.floating):
+                reason = f"integer ReLU ({x.aval.dtype}): left as it is"
+            out.append(
+                (
+                    kind,
+                    dict(
+                        origins=read(x),
+                        shape=tuple(x.aval.shape),
+                        dtype=np.dtype(x.aval.dtype),
+                        source=ji.source_location(eqn),
+                        stack=ji.name_stack(eqn),
+                        contexts=contexts,
+                        reason=reason,
+                        path=here,
+                        operand=list(eqn.invars).index(x),
+                    ),
+                )
+            )
+            for v in eqn.outvars:  # the next layer's name comes from its own parameters
+                env[v] = frozenset()
+            continue
+        all_in = frozenset().union(*map(read, eqn.invars)) if eqn.invars else frozenset()
+        for body in ji.bodies(eqn):
+            inner = body.jaxpr.jaxpr if isinstance(body.jaxpr, jex.ClosedJaxpr) else body.jaxpr
+            inner_origins = [read(eqn.invars[j]) if j is not None else all_in for j in body.inputs]
+            label = ji.CONTEXT_LABEL.get(eqn.primitive.name)
+            _walk(
+                inner,
+                inner_origins,
+                (*here, body.param, body.index),
+                (*contexts, label) if label else contexts,
+                blocked if blocked is not None else _blocked_reason(eqn),
+                patterns,
+                out,
+            )
+        for v in eqn.outvars:
+            env[v] = all_in
+
+
+def _match(eqn, producers, patterns) -> tuple[str | None, Any]:
+    if "relu" in patterns and ji.is_relu_custom_jvp(eqn):
+        return "relu", eqn.invars[0]
+    if "leaky_relu" in patterns and ji.is_leakyjax(eqn):
+        return "leaky_relu", eqn.invars[0]
+    if "maximum" in patterns:
+        x = ji.max_zero_operand(eqn, producers)
+        if x is not None:
+            return "maximum", x
+    if "where" in patterns:
+        x = ji.where_relu_operand(eqn, producers)
+        if x is not None:
+            return "where", x
+    return None, None
+
+
+def _blocked_reason(eqn) -> str | None:
+    name = eqn.primitive.name
+    if name in SUPPORTED:
+        return None
+    if name in (ji.CUSTOM_JVP, ji.CUSTOM_VJP):
+        rule = eqn.params.get("name") or getattr(eqn.params.get("call_jaxpr"), "name", "")
+        return (
+            f"inside the function {rule!r} of a custom derivative rule ({name}), whose rule "
+            "encodes ReLU's derivative: left as it is"
+        ).replace(" '' ", " ")
+    return f"inside `{name}`, which the transforms do not re-bind through: left as it is"
+
+
+# --- Naming -------------------------------------------------------------------------------
+
+
+def _format_key(key: Any) -> str:
+    if isinstance(key, jax.tree_util.DictKey):
+        return str(key.key)
+    if isinstance(key, jax.tree_util.GetAttrKey):
+        return key.name
+    if isinstance(key, jax.tree_util.SequenceKey):
+        return str(key.idx)
+    if isinstance(key, jax.tree_util.FlattenedIndexKey):
+        return str(key.key)
+    return str(key)
+
+
+def _name(info: dict, leaf_paths: Sequence[tuple | None], sizes: dict[Any, int]) -> str:
+    candidates = [leaf_paths[i] for i in info["origins"]]
+    base = ""
+    if candidates:
+        # Parameters and data both feed a first layer; the parameters are the argument with
+        # the most leaves (Flax's variables, Haiku's params, an Equinox model).
+        group = max({c[0] for c in candidates}, key=lambda g: (sizes[g], str(g)))  # type: ignore[index]
+        paths = sorted(
+            tuple(_format_key(k) for k in c[1])  # type: ignore[index]
+            for c in candidates
+            if c[0] == group  # type: ignore[index]
+        )
+        # A Flax NNX Variable's array sits under `.value`: the parameter is the Variable.
+        paths = [p[:-1] if p and p[-1] == "value" else p for p in paths]
+        base = "/".join(_common_prefix(paths))
+    if not base:
+        base = info["stack"] or info["source"] or "relu"
+    for context in info["contexts"]:
+        base += f" [in {context}]"
+    return base
+
+
+def _common_prefix(paths: list[tuple[str, ...]]) -> tuple[str, ...]:
+    prefix = paths[0]
+    for p in paths[1:]:
+        n = 0
+        while n < min(len(prefix), len(p)) and prefix[n] == p[n]:
+            n += 1
+        prefix = prefix[:n]
+    if len(set(paths)) == 1 and len(prefix) > 1:
+        prefix = prefix[:-1]  # one leaf (a kernel without bias): name its layer
+    return prefix
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    result = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        result.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return result

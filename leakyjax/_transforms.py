@@ -1,0 +1,329 @@
+"""Function transformations: ``leakify`` and ``relu_sites``, and the tracing they share."""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import functools
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.extend.core as jex
+import numpy as np
+
+from leakyjax import _jax_internals as ji
+from leakyjax import _sites
+from leakyjax import _validation as v
+from leakyjax._activation import leaky_relu
+from leakyjax._interpreter import Rule, evaluate
+from leakyjax._sites import Site
+
+SiteSelection = Sequence[str] | Callable[[Site], bool] | None
+
+
+# --- Checks of the transforms' own arguments ------------------------------------------
+
+
+def check_fn(fn_name: str, fn: Any) -> None:
+    if not callable(fn):
+        raise TypeError(f"{fn_name}: `fn` must be callable, got {v._describe(fn)}")
+
+
+def check_patterns(fn_name: str, patterns: Any, allowed: Sequence[str]) -> tuple[str, ...]:
+    """A pattern name or a sequence of them, each one of ``allowed``."""
+    if isinstance(patterns, str):
+        patterns = (patterns,)
+    if not isinstance(patterns, (tuple, list)) or not all(isinstance(p, str) for p in patterns):
+        raise TypeError(
+            f"{fn_name}: `patterns` must be a tuple of pattern names, got {v._describe(patterns)}"
+        )
+    unknown = [p for p in patterns if p not in allowed]
+    if unknown or not patterns:
+        raise ValueError(
+            f"{fn_name}: `patterns` must name at least one of {tuple(allowed)}, got "
+            f"{tuple(patterns)}"
+        )
+    return tuple(patterns)
+
+
+def check_sites(fn_name: str, sites: Any) -> SiteSelection:
+    if sites is None or callable(sites):
+        return sites
+    if isinstance(sites, str):
+        return (sites,)
+    if isinstance(sites, (tuple, list)) and all(isinstance(s, str) for s in sites):
+        return tuple(sites)
+    raise TypeError(
+        f"{fn_name}: `sites` must be None, a sequence of site names or glob patterns, or a "
+        f"predicate on a leakyjax.Site, got {v._describe(sites)}"
+    )
+
+
+# --- Tracing a function and its arguments ---------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Traced:
+    """``fn`` traced at some arguments: its jaxpr, the values of the jaxpr's inputs, the
+    structure of its output and its sites."""
+
+    jaxpr: jex.ClosedJaxpr
+    inputs: list[Any]
+    out_tree: Any
+    sites: list[Site]
+    differentiates_relu: bool
+
+    def run(self, rule: Rule) -> tuple[Any, dict[str, Any]]:
+        outs, observed = evaluate(self.jaxpr, self.inputs, rule)
+        return jax.tree_util.tree_unflatten(self.out_tree, outs), observed
+
+
+def _is_array(leaf: Any) -> bool:
+    return isinstance(leaf, (jax.Array, np.ndarray, np.generic))
+
+
+def _group_and_path(path: tuple) -> tuple[Any, tuple] | None:
+    """``path`` into ``(fn, args, kwargs)`` as (which argument, the path inside it); None
+    for a bare array argument (data: it names nothing)."""
+    where = path[0].idx
+    if where == 0:
+        return ("fn", path[1:])
+    if len(path) < 3:
+        return None
+    return ((where, path[1]), path[2:])
+
+
+def trace(fn: Callable, args: tuple, kwargs: dict, patterns: Sequence[str]) -> Traced:
+    """Traces ``fn(*args, **kwargs)``: arrays in ``fn``, ``args`` and ``kwargs`` are the
+    jaxpr's inputs, any other leaf is static."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path((fn, args, kwargs))
+    dynamic = [i for i, (_, leaf) in enumerate(leaves) if _is_array(leaf)]
+    values = [leaf for _, leaf in leaves]
+
+    def flat_fn(*inputs: Any) -> Any:
+        full = list(values)
+        for i, x in zip(dynamic, inputs):
+            full[i] = x
+        f, a, k = jax.tree_util.tree_unflatten(treedef, full)
+        return f(*a, **k)
+
+    inputs = [values[i] for i in dynamic]
+    with ji.record_relu_differentiation() as differentiated:
+        closed, out_shape = jax.make_jaxpr(flat_fn, return_shape=True)(*inputs)
+    paths = [_group_and_path(leaves[i][0]) for i in dynamic]
+    return Traced(
+        jaxpr=closed,
+        inputs=inputs,
+        out_tree=jax.tree_util.tree_structure(out_shape),
+        sites=_sites.find(closed, paths, patterns),
+        differentiates_relu=bool(differentiated),
+    )
+
+
+def select(fn_name: str, sites: list[Site], selection: SiteSelection) -> list[Site]:
+    """The sites chosen by ``selection`` (None: all). A name or glob matching no site is a
+    ``ValueError``."""
+    if selection is None:
+        return list(sites)
+    if callable(selection):
+        return [s for s in sites if selection(s)]
+    chosen = []
+    for pattern in selection:
+        matched = [s for s in sites if s.name == pattern or fnmatch.fnmatchcase(s.name, pattern)]
+        if not matched:
+            raise ValueError(
+                f"{fn_name}: `sites` entry {pattern!r} matches no site; the sites are "
+                f"{[s.name for s in sites]}"
+            )
+        chosen += [s for s in matched if s not in chosen]
+    return [s for s in sites if s in chosen]
+
+
+def warn_not_handled(fn_name: str, sites: list[Site]) -> None:
+    """Never silent: selected sites that cannot be rewritten or observed."""
+    skipped = [s for s in sites if not s.rewritable]
+    if skipped:
+        listing = "; ".join(f"{s.name} ({s.reason})" for s in skipped)
+        warnings.warn(f"{fn_name}: {len(skipped)} site(s) left as they are: {listing}", stacklevel=3)
+
+
+class NNXAdapter:
+    """A Flax NNX module as a pure function of its state, with the new state written back
+    (BatchNorm statistics, RNG counts), as ``nnx.split``/``nnx.merge`` do for ``nnx.jit``.
+    Flax is imported only if the user's program has imported it."""
+
+    @staticmethod
+    def wrap(fn: Any) -> tuple[Callable, tuple, Callable[[Any], Any]]:
+        nnx = sys.modules.get("flax.nnx")
+        if nnx is None or not isinstance(fn, nnx.Module):
+            return fn, (), lambda out: out
+        graphdef, state = nnx.split(fn)
+
+        def pure(state: Any, *args: Any, **kwargs: Any) -> Any:
+            module = nnx.merge(graphdef, state)
+            return module(*args, **kwargs), nnx.state(module)
+
+        def write_back(result: Any) -> Any:
+            out, new_state = result
+            nnx.update(fn, new_state)
+            return out
+
+        return pure, (state,), write_back
+
+
+# --- leakify ----------------------------------------------------------------------------
+
+
+def leakify(
+    fn: Callable,
+    negative_slope: float = 0.01,
+    *,
+    grad_at_zero: float | None = None,
+    patterns: Sequence[str] = ("relu",),
+    sites: SiteSelection = None,
+) -> Callable:
+    r"""Transforms ``fn`` so that its ReLUs are exact Leaky ReLUs, without editing it.
+
+    Every ReLU that ``fn`` applies (``jax.nn.relu``, and so the ReLUs of Flax, Haiku and
+    Equinox models) becomes ``leakyjax.leaky_relu(x, negative_slope,
+    grad_at_zero=grad_at_zero)``:
+
+    .. math::
+      \mathrm{relu}(x) = \max(x, 0) \;\longmapsto\; \begin{cases}
+        x, & x > 0\\
+        \alpha x, & x \le 0
+      \end{cases}
+
+    with its exact derivative rule (at :math:`x = 0`, ``grad_at_zero``; None means
+    :math:`\alpha`). Values and gradients are bit for bit those of the same model written
+    with :func:`leakyjax.leaky_relu` by hand, and ``jax.jit`` of the result compiles to the
+    same program. Like ``jax.grad``, it is a function transformation: the result composes
+    with ``jit``, ``grad``, ``vmap`` and the rest, and ``fn`` is traced on each call of the
+    result (so jit it, as you would the model).
+
+    What it does not rewrite, it says (a warning): ReLUs inside a ``custom_jvp`` or
+    ``custom_vjp`` of your own (their rule encodes ReLU's derivative), inside primitives it
+    does not re-bind through (``pmap``, ``custom_linear_solve``, ``pallas_call``...), and
+    integer ReLUs. It warns when it finds no ReLU at all. If ``fn`` differentiates through
+    a ReLU itself (``jax.grad`` inside ``fn``), it raises: apply ``leakify`` innermost, to
+    the function being differentiated.
+
+    Args:
+      fn: the function or model: a plain function, a Flax NNX module (its changed state,
+        such as BatchNorm statistics and RNG counts, is written back), a Flax Linen
+        ``model.apply``, an Equinox module, a Haiku ``transformed.apply``. Arrays in ``fn``,
+        the arguments and keyword arguments are traced; other leaves are static.
+      negative_slope: the slope :math:`\alpha`, a Python number (fixed when traced).
+      grad_at_zero: the derivative at 0, a subgradient between :math:`\alpha` and 1; None
+        means :math:`\alpha` (see :func:`leakyjax.leaky_relu`).
+      patterns: what counts as a ReLU: ``"relu"`` (``jax.nn.relu``, matched by structure);
+        opt in to ``"maximum"`` (``jnp.maximum(x, 0)``) and ``"where"`` (``jnp.where(x > 0,
+        x, 0)``) only where you know they are activations: normalization layers clamp
+        variances with ``maximum(0, var)``, and a Leaky ReLU there gives NaN.
+      sites: which sites to rewrite: None (all), a sequence of site names or glob patterns
+        (see :func:`leakyjax.relu_sites`), or a predicate on a :class:`leakyjax.Site`.
+
+    Returns:
+      A function with ``fn``'s signature.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, leakyjax as lj
+      >>> def mlp(params, x):
+      ...     for w in params[:-1]:
+      ...         x = jax.nn.relu(x @ w)
+      ...     return x @ params[-1]
+      >>> params = [jnp.eye(2), jnp.ones((2, 1))]
+      >>> x = jnp.array([[1.0, -2.0]])
+      >>> mlp(params, x), lj.leakify(mlp, 0.1)(params, x)
+      (Array([[1.]], dtype=float32), Array([[0.8]], dtype=float32))
+
+    See also:
+      :func:`leakyjax.relu_sites`, :func:`leakyjax.track_dead_units`.
+    """
+    check_fn("leakify", fn)
+    slope = v.check_real_scalar("leakify", "negative_slope", negative_slope)
+    if grad_at_zero is not None:
+        grad_at_zero = v.check_real_scalar("leakify", "grad_at_zero", grad_at_zero)
+        v.check_grad_at_zero("leakify", grad_at_zero, slope)
+    patterns = check_patterns("leakify", patterns, ("relu", "maximum", "where"))
+    selection = check_sites("leakify", sites)
+
+    def apply(site: Site, eqn: jex.JaxprEqn, invals: list[Any]) -> tuple[list[Any], None]:
+        with ji.equation_context(eqn):
+            return [leaky_relu(invals[site.operand], slope, grad_at_zero=grad_at_zero)], None
+
+    @functools.wraps(fn if not _is_nnx(fn) else type(fn).__call__)
+    def leakified(*args: Any, **kwargs: Any) -> Any:
+        pure, extra, finish = NNXAdapter.wrap(fn)
+        traced = trace(pure, (*extra, *args), kwargs, patterns)
+        chosen = select("leakify", traced.sites, selection)
+        if not traced.sites:
+            warnings.warn(
+                f"leakify: found no ReLU ({', '.join(patterns)}) in {_describe_fn(fn)}; "
+                "nothing was rewritten. leakyjax.relu_sites lists what it finds.",
+                stacklevel=2,
+            )
+        warn_not_handled("leakify", chosen)
+        rewritten = [s for s in chosen if s.rewritable]
+        if traced.differentiates_relu and any(s.kind == "relu" for s in rewritten):
+            raise ValueError(
+                f"leakify: {_describe_fn(fn)} differentiates through a ReLU itself (a "
+                "jax.grad or jax.jvp inside it); rewriting the ReLU would leave its derivative "
+                "that of a ReLU. Apply leakify innermost, to the function being "
+                "differentiated: jax.grad(lj.leakify(f)), not lj.leakify(jax.grad(f))."
+            )
+        rule = Rule(sites={s.path: s for s in rewritten}, apply=apply)
+        out, _ = traced.run(rule)
+        return finish(out)
+
+    return leakified
+
+
+def relu_sites(
+    fn: Callable, *, patterns: Sequence[str] = ("relu", "leaky_relu")
+) -> Callable[..., tuple[Site, ...]]:
+    """Lists the ReLU sites of ``fn`` at some arguments, computing nothing.
+
+    Like :func:`jax.eval_shape`, the result traces ``fn`` at the arguments it is called with
+    and returns what :func:`leakyjax.leakify` and :func:`leakyjax.track_dead_units` would
+    see: one :class:`leakyjax.Site` per place a ReLU is applied, with its name, kind,
+    shape, dtype, source location and whether it can be rewritten (and why not).
+
+    Args:
+      fn: as for :func:`leakyjax.leakify`.
+      patterns: the patterns to look for: ``"relu"``, ``"leaky_relu"`` (leakyjax's own
+        functions), ``"maximum"``, ``"where"``.
+
+    Returns:
+      A function taking ``fn``'s arguments and returning a tuple of sites, in program order.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, leakyjax as lj
+      >>> def mlp(params, x):
+      ...     x = jax.nn.relu(x @ params["hidden"]["w"] + params["hidden"]["b"])
+      ...     return x @ params["out"]["w"]
+      >>> params = {"hidden": {"w": jnp.ones((3, 4)), "b": jnp.ones(4)},
+      ...           "out": {"w": jnp.ones((4, 1))}}
+      >>> [(s.name, s.kind, s.shape) for s in lj.relu_sites(mlp)(params, jnp.ones((8, 3)))]
+      [('hidden', 'relu', (8, 4))]
+    """
+    check_fn("relu_sites", fn)
+    patterns = check_patterns("relu_sites", patterns, tuple(_sites.PATTERNS))
+
+    def sites_of(*args: Any, **kwargs: Any) -> tuple[Site, ...]:
+        pure, extra, _ = NNXAdapter.wrap(fn)
+        return tuple(trace(pure, (*extra, *args), kwargs, patterns).sites)
+
+    return sites_of
+
+
+def _is_nnx(fn: Any) -> bool:
+    nnx = sys.modules.get("flax.nnx")
+    return nnx is not None and isinstance(fn, nnx.Module)
+
+
+def _describe_fn(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
