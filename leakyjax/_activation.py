@@ -146,8 +146,16 @@ def _negative_part(x, negative_slope):
     return jnp.where(negative_slope == 0, jnp.zeros_like(x), negative_slope * x)
 
 
+def _marked(fn):
+    # The stable marker by which the transforms find leakyjax's activation in a jaxpr (the
+    # name of its custom_jvp equation; see _jax_internals.MARKER).
+    fn.__name__ = "leakyjax_leaky_relu"
+    return fn
+
+
 # A Python-float slope is static: a constant of the computation, with no tangent.
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+@_marked
 def _leaky_relu_static(x, negative_slope, grad_at_zero, from_output):
     return _forward(x, negative_slope)
 
@@ -161,6 +169,7 @@ def _leaky_relu_static_jvp(negative_slope, grad_at_zero, from_output, primals, t
 
 # An array slope (of x's dtype, broadcasting against x) is differentiable.
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+@_marked
 def _leaky_relu_array(x, negative_slope, grad_at_zero):
     return _forward(x, negative_slope)
 

@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 import jax.extend.core as jex
 
 from leakyjax import _jax_internals as ji
@@ -29,25 +30,24 @@ Observations = dict[str, Any]
 class Rule:
     """What happens at the selected sites.
 
-    ``apply(site, x, eqn, invals)`` returns the site's outputs and its observation (None
+    ``apply(site, eqn, invals)`` returns the site's outputs and its observation (None
     when the rule observes nothing). Observing rules also give, per site, the identity of
-    ``combine`` (``empty``), its abstract values (``avals``) and ``combine`` itself.
+    ``combine`` (``empty``), ``combine`` itself, and how an observation flattens to
+    ``arity`` arrays and back.
     """
 
     sites: dict[tuple, Site]
     apply: Callable[[Site, jex.JaxprEqn, list[Any]], tuple[list[Any], Any]]
     observes: bool = False
     empty: Callable[[Site], Any] | None = None
-    avals: Callable[[Site], list[Any]] | None = None
+    arity: int = 0
     combine: Callable[[Any, Any], Any] | None = None
     flatten: Callable[[Any], list[Any]] | None = None
     unflatten: Callable[[list[Any]], Any] | None = None
 
     def below(self, path: tuple) -> list[Site]:
         n = len(path)
-        return sorted(
-            (s for p, s in self.sites.items() if p[:n] == path), key=lambda s: s.name
-        )
+        return sorted((s for p, s in self.sites.items() if p[:n] == path), key=lambda s: s.name)
 
 
 def evaluate(
@@ -59,8 +59,8 @@ def evaluate(
     else:
         jaxpr, consts = closed, []
     env: dict[Any, Any] = {}
-    env.update(zip(jaxpr.constvars, consts))
-    env.update(zip(jaxpr.invars, args))
+    env.update(zip(jaxpr.constvars, consts, strict=True))
+    env.update(zip(jaxpr.invars, args, strict=True))
     observed: Observations = {}
 
     def read(atom: Any) -> Any:
@@ -80,7 +80,7 @@ def evaluate(
             _merge_into(observed, inner, rule)
         else:
             outs = ji.bind(eqn, invals)
-        env.update(zip(eqn.outvars, outs))
+        env.update(zip(eqn.outvars, outs, strict=True))
     return [read(v) for v in jaxpr.outvars], observed
 
 
@@ -103,14 +103,9 @@ def _flat(rule: Rule, sites: list[Site], observed: Observations) -> list[Any]:
 def _unflat(rule: Rule, sites: list[Site], flat: Sequence[Any]) -> Observations:
     observed, k = {}, 0
     for site in sites:
-        n = len(rule.avals(site))  # type: ignore[misc]
-        observed[site.name] = rule.unflatten(list(flat[k : k + n]))  # type: ignore[misc]
-        k += n
+        observed[site.name] = rule.unflatten(list(flat[k : k + rule.arity]))  # type: ignore[misc]
+        k += rule.arity
     return observed
-
-
-def _avals(rule: Rule, sites: list[Site]) -> list[Any]:
-    return [a for s in sites for a in rule.avals(s)]  # type: ignore[misc]
 
 
 # --- Handlers of the higher-order primitives ---------------------------------------------
@@ -155,39 +150,40 @@ def _checkpoint(eqn, invals, rule, path):
     return outs[:n], _unflat(rule, observe, outs[n:])
 
 
+def _merged(rule: Rule, sites: list[Site], carried: Sequence[Any], observed: Observations) -> list:
+    """The flat observations ``carried`` across iterations, combined with this iteration's."""
+    state = _unflat(rule, sites, carried)
+    for site in sites:
+        if site.name in observed:
+            state[site.name] = rule.combine(state[site.name], observed[site.name])  # type: ignore[misc]
+    return _flat(rule, sites, state)
+
+
 def _scan(eqn, invals, rule, path):
-    # Observations ride along as extra carries, after the original ones: combined over the
-    # iterations.
+    # Bound again through lax.scan (its parameters differ between JAX versions), with the
+    # body's constants closed over. Observations ride along as extra carries, combined over
+    # the iterations.
     here = (*path, "jaxpr", None)
     num_consts, num_carry = ji.scan_layout(eqn)
     observe = rule.below(here) if rule.observes else []
-    k = len(_avals(rule, observe))
     body = eqn.params["jaxpr"]
-    avals = ji.invar_avals(body)
-    split = num_consts + num_carry
+    consts = invals[:num_consts]
+    init, xs = invals[num_consts : num_consts + num_carry], invals[num_consts + num_carry :]
 
-    def run(*args: Any) -> list[Any]:
-        inputs = [*args[:split], *args[split + k :]]
-        outs, observed = evaluate(body, inputs, rule, here)
-        carried = _unflat(rule, observe, args[split : split + k])
-        merged = {s.name: rule.combine(carried[s.name], observed[s.name]) for s in observe if s.name in observed}  # type: ignore[misc]
-        carried.update(merged)
-        return [*outs[:num_carry], *_flat(rule, observe, carried), *outs[num_carry:]]
+    def step(carry: tuple, x: list) -> tuple:
+        carry, carried = carry
+        outs, observed = evaluate(body, [*consts, *carry, *x], rule, here)
+        return (outs[:num_carry], _merged(rule, observe, carried, observed)), outs[num_carry:]
 
-    new_avals = [*avals[:split], *_avals(rule, observe), *avals[split:]]
-    new_body = ji.retrace(run, new_avals, "scan")
-    init = _flat(rule, observe, {})
-    outs = ji.bind(
-        eqn,
-        [*invals[:split], *init, *invals[split:]],
-        **ji.scan_with_extra_carry(eqn, new_body, k),
-    )
-    return [*outs[:num_carry], *outs[num_carry + k :]], _unflat(
-        rule, observe, outs[num_carry : num_carry + k]
-    )
+    with ji.equation_context(eqn):
+        (carry, carried), ys = jax.lax.scan(
+            step, (init, _flat(rule, observe, {})), xs, **ji.scan_options(eqn)
+        )
+    return [*carry, *ys], _unflat(rule, observe, carried)
 
 
 def _while(eqn, invals, rule, path):
+    # Bound again through lax.while_loop, as scan is.
     cond_nconsts, body_nconsts = ji.while_layout(eqn)
     cond_path, body_path = (*path, "cond_jaxpr", None), (*path, "body_jaxpr", None)
     observe = rule.below(body_path) if rule.observes else []
@@ -197,31 +193,23 @@ def _while(eqn, invals, rule, path):
             f"tracked: {[s.name for s in rule.below(cond_path)]}",
             stacklevel=2,
         )
-    k = len(_avals(rule, observe))
-    cond, body = eqn.params["cond_jaxpr"], eqn.params["body_jaxpr"]
+    cond_consts = invals[:cond_nconsts]
+    body_consts = invals[cond_nconsts : cond_nconsts + body_nconsts]
+    init = invals[cond_nconsts + body_nconsts :]
 
-    def run_cond(*args: Any) -> list[Any]:
-        return evaluate(cond, args[: len(args) - k] if k else args, rule, cond_path)[0]
+    def cond_fun(carry: tuple) -> Any:
+        return evaluate(eqn.params["cond_jaxpr"], [*cond_consts, *carry[0]], rule, cond_path)[0][0]
 
-    def run_body(*args: Any) -> list[Any]:
-        outs, observed = evaluate(body, args[: len(args) - k] if k else args, rule, body_path)
-        carried = _unflat(rule, observe, args[len(args) - k :])
-        for s in observe:
-            if s.name in observed:
-                carried[s.name] = rule.combine(carried[s.name], observed[s.name])  # type: ignore[misc]
-        return [*outs, *_flat(rule, observe, carried)]
+    def body_fun(carry: tuple) -> tuple:
+        carry, carried = carry
+        outs, observed = evaluate(eqn.params["body_jaxpr"], [*body_consts, *carry], rule, body_path)
+        return outs, _merged(rule, observe, carried, observed)
 
-    extra = _avals(rule, observe)
-    new_cond = ji.retrace(run_cond, [*ji.invar_avals(cond), *extra], "while_cond")
-    new_body = ji.retrace(run_body, [*ji.invar_avals(body), *extra], "while_body")
-    outs = ji.bind(
-        eqn,
-        [*invals, *_flat(rule, observe, {})],
-        cond_jaxpr=new_cond,
-        body_jaxpr=new_body,
-    )
-    n = len(eqn.outvars)
-    return outs[:n], _unflat(rule, observe, outs[n:])
+    with ji.equation_context(eqn):
+        carry, carried = jax.lax.while_loop(
+            cond_fun, body_fun, (list(init), _flat(rule, observe, {}))
+        )
+    return list(carry), _unflat(rule, observe, carried)
 
 
 def _cond(eqn, invals, rule, path):

@@ -23,8 +23,8 @@ import jax
 import jax.extend.core as jex
 import numpy as np
 from jax._src import api_util, source_info_util
-from jax._src import core as _core
 from jax._src import linear_util as lu
+from jax._src.ad_checkpoint import remat_p as _remat_p
 from jax._src.interpreters import partial_eval as pe
 
 P = jex.primitives
@@ -90,14 +90,6 @@ def invar_avals(jaxpr: jex.Jaxpr | jex.ClosedJaxpr) -> list[Any]:
     return [v.aval for v in inner.invars]
 
 
-def bool_aval(shape: tuple[int, ...]) -> Any:
-    return _core.ShapedArray(shape, np.dtype(bool))
-
-
-def count_aval() -> Any:
-    return _core.ShapedArray((), np.dtype(np.uint32))
-
-
 # --- Source information ----------------------------------------------------------------
 
 
@@ -135,7 +127,8 @@ def bodies(eqn: jex.JaxprEqn) -> list[Body]:
     n = len(eqn.invars)
     if name == P.cond_p.name:  # invars: index, *operands; each branch takes the operands
         return [
-            Body("branches", i, br, tuple(range(1, n))) for i, br in enumerate(eqn.params["branches"])
+            Body("branches", i, br, tuple(range(1, n)))
+            for i, br in enumerate(eqn.params["branches"])
         ]
     if name == P.while_p.name:  # invars: cond_consts, body_consts, carry
         nc, nb = eqn.params["cond_nconsts"], eqn.params["body_nconsts"]
@@ -154,16 +147,19 @@ def bodies(eqn: jex.JaxprEqn) -> list[Body]:
         return found
     # Any other primitive with sub-jaxprs (pmap, custom_linear_solve, pallas_call...): found
     # for the site listing, with no input mapping.
-    return [
-        Body("", None, sub, (None,) * len(invar_avals(sub)))
-        for sub in jex.jaxprs_in_params(eqn.params)
-    ]
+    subs = []
+    for value in eqn.params.values():
+        for sub in value if isinstance(value, (tuple, list)) else (value,):
+            if isinstance(sub, (jex.ClosedJaxpr, jex.Jaxpr)):
+                subs.append(sub)
+    return [Body("", None, sub, (None,) * len(invar_avals(sub))) for sub in subs]
 
 
 # Primitive names, by kind. The transforms have a handler per name in these sets.
 JIT = P.jit_p.name
 CLOSED_CALL = P.closed_call_p.name
-CHECKPOINT = P.remat_p.name
+# jax.extend exports remat_p from jax 0.9 on.
+CHECKPOINT = getattr(P, "remat_p", _remat_p).name
 SCAN = P.scan_p.name
 COND = P.cond_p.name
 WHILE = P.while_p.name
@@ -175,16 +171,20 @@ CUSTOM_VJP = P.custom_vjp_call_p.name
 CONTEXT_LABEL = {SCAN: "scan", COND: "cond", WHILE: "while_loop"}
 
 
-def scan_with_extra_carry(eqn: jex.JaxprEqn, body: jex.ClosedJaxpr, extra: int) -> dict:
-    """``scan`` params for ``body``, which has ``extra`` more carries after the original."""
-    params = dict(jaxpr=body, num_carry=eqn.params["num_carry"] + extra)
-    if "linear" in eqn.params:  # absent in some versions
-        params["linear"] = tuple(eqn.params["linear"]) + (False,) * extra
-    return params
-
-
 def scan_layout(eqn: jex.JaxprEqn) -> tuple[int, int]:
-    return eqn.params["num_consts"], eqn.params["num_carry"]
+    """How many of a scan's inputs are constants, and how many carries (the rest are xs)."""
+    if "num_consts" in eqn.params:  # jax < 0.12
+        return eqn.params["num_consts"], eqn.params["num_carry"]
+    consts, carry, _ = eqn.params["ft_in"].unpack()  # jax 0.12: flat trees of the inputs
+    return len(list(consts.vals)), len(list(carry.vals))
+
+
+def scan_options(eqn: jex.JaxprEqn) -> dict[str, Any]:
+    """The keyword arguments of ``lax.scan`` that rebuild ``eqn``."""
+    options = {k: eqn.params[k] for k in ("length", "reverse", "unroll")}
+    if eqn.params.get("_split_transpose"):
+        options["_split_transpose"] = True
+    return options
 
 
 def while_layout(eqn: jex.JaxprEqn) -> tuple[int, int]:
@@ -281,7 +281,7 @@ def where_relu_operand(eqn: jex.JaxprEqn, producers: dict[Any, jex.JaxprEqn]) ->
         last = inner.get(body.outvars[0]) if len(body.outvars) == 1 else None
         if last is None or last.primitive.name != P.select_n_p.name or len(last.invars) != 3:
             return None
-        bind_map = dict(zip(body.invars, outer_in))
+        bind_map = dict(zip(body.invars, outer_in, strict=True))
         pred, on_false, on_true = last.invars
         if not _is_zero(on_false, inner) or on_true not in bind_map or pred not in bind_map:
             return None
@@ -303,13 +303,22 @@ def where_relu_operand(eqn: jex.JaxprEqn, producers: dict[Any, jex.JaxprEqn]) ->
     return None
 
 
+def custom_rule_name(eqn: jex.JaxprEqn) -> str:
+    """The name of the function a custom_jvp/custom_vjp equation wraps ("" if unknown): the
+    first word of its jaxpr's debug information (``"relu at .../functions.py:61"``)."""
+    call = eqn.params.get("call_jaxpr", eqn.params.get("fun_jaxpr"))
+    inner = call.jaxpr if isinstance(call, jex.ClosedJaxpr) else call
+    info = getattr(getattr(inner, "debug_info", None), "func_src_info", None) or ""
+    return info.split(" ")[0]
+
+
 def is_leakyjax(eqn: jex.JaxprEqn) -> bool:
-    return eqn.primitive.name == CUSTOM_JVP and eqn.params.get("name") == MARKER
+    return eqn.primitive.name == CUSTOM_JVP and custom_rule_name(eqn) == MARKER
 
 
 # --- Differentiation inside the function -------------------------------------------------
 
-_relu_jvp_lock = threading.Lock()
+_relu_jvp_lock = threading.RLock()  # re-entrant: a transform of a transformed function
 
 
 @contextlib.contextmanager
@@ -324,9 +333,13 @@ def record_relu_differentiation() -> Iterator[list[bool]]:
     relu = jax.nn.relu
     original = relu.jvp
     seen: list[bool] = []
+    recording = [True]
 
     def recording_jvp(*args: Any, **kwargs: Any) -> Any:
-        seen.append(True)
+        # The traced equations keep this function as their rule: it records only while
+        # the trace that installed it runs, and otherwise is the original rule.
+        if recording[0]:
+            seen.append(True)
         return original(*args, **kwargs)
 
     with _relu_jvp_lock:
@@ -334,4 +347,5 @@ def record_relu_differentiation() -> Iterator[list[bool]]:
         try:
             yield seen
         finally:
+            recording[0] = False
             relu.jvp = original

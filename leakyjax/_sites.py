@@ -82,15 +82,15 @@ def find(
             path=info["path"],
             operand=info["operand"],
         )
-        for name, (kind, info) in zip(names, raw)
+        for name, (kind, info) in zip(names, raw, strict=True)
     ]
 
 
-def _walk(jaxpr, origins, path, contexts, blocked, patterns, out) -> None:
-    """Adds the sites of ``jaxpr`` to ``out``. ``origins[i]`` is the set of inputs (by index)
+def _walk(jaxpr, origins, path, contexts, blocked, patterns, out) -> list[frozenset]:
+    """Adds the sites of ``jaxpr`` to ``out``; returns the origins of its outputs. ``origins[i]`` is the set of inputs (by index)
     that reach ``jaxpr``'s invar i without passing through another site; ``blocked`` is the
     reason sites here cannot be rewritten, if any."""
-    env: dict[Any, frozenset] = dict(zip(jaxpr.invars, origins))
+    env: dict[Any, frozenset] = dict(zip(jaxpr.invars, origins, strict=True))
     producers = {v: e for e in jaxpr.eqns for v in e.outvars}
 
     def read(atom):
@@ -123,11 +123,12 @@ def _walk(jaxpr, origins, path, contexts, blocked, patterns, out) -> None:
                 env[v] = frozenset()
             continue
         all_in = frozenset().union(*map(read, eqn.invars)) if eqn.invars else frozenset()
+        outs: list[frozenset] | None = None
         for body in ji.bodies(eqn):
             inner = body.jaxpr.jaxpr if isinstance(body.jaxpr, jex.ClosedJaxpr) else body.jaxpr
             inner_origins = [read(eqn.invars[j]) if j is not None else all_in for j in body.inputs]
             label = ji.CONTEXT_LABEL.get(eqn.primitive.name)
-            _walk(
+            body_outs = _walk(
                 inner,
                 inner_origins,
                 (*here, body.param, body.index),
@@ -136,8 +137,15 @@ def _walk(jaxpr, origins, path, contexts, blocked, patterns, out) -> None:
                 patterns,
                 out,
             )
-        for v in eqn.outvars:
-            env[v] = all_in
+            if len(body_outs) == len(eqn.outvars):  # outputs one to one (a while's body)
+                outs = (
+                    body_outs
+                    if outs is None
+                    else [a | b for a, b in zip(outs, body_outs, strict=True)]
+                )
+        for k, var in enumerate(eqn.outvars):
+            env[var] = outs[k] if outs is not None else all_in
+    return [read(var) for var in jaxpr.outvars]
 
 
 def _match(eqn, producers, patterns) -> tuple[str | None, Any]:
@@ -161,11 +169,10 @@ def _blocked_reason(eqn) -> str | None:
     if name in SUPPORTED:
         return None
     if name in (ji.CUSTOM_JVP, ji.CUSTOM_VJP):
-        rule = eqn.params.get("name") or getattr(eqn.params.get("call_jaxpr"), "name", "")
         return (
-            f"inside the function {rule!r} of a custom derivative rule ({name}), whose rule "
-            "encodes ReLU's derivative: left as it is"
-        ).replace(" '' ", " ")
+            f"inside {ji.custom_rule_name(eqn) or 'a function'!r} with a derivative rule of its "
+            f"own ({name}), which encodes ReLU's derivative: left as it is"
+        )
     return f"inside `{name}`, which the transforms do not re-bind through: left as it is"
 
 

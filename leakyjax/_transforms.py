@@ -105,7 +105,7 @@ def trace(fn: Callable, args: tuple, kwargs: dict, patterns: Sequence[str]) -> T
 
     def flat_fn(*inputs: Any) -> Any:
         full = list(values)
-        for i, x in zip(dynamic, inputs):
+        for i, x in zip(dynamic, inputs, strict=True):
             full[i] = x
         f, a, k = jax.tree_util.tree_unflatten(treedef, full)
         return f(*a, **k)
@@ -147,7 +147,9 @@ def warn_not_handled(fn_name: str, sites: list[Site]) -> None:
     skipped = [s for s in sites if not s.rewritable]
     if skipped:
         listing = "; ".join(f"{s.name} ({s.reason})" for s in skipped)
-        warnings.warn(f"{fn_name}: {len(skipped)} site(s) left as they are: {listing}", stacklevel=3)
+        warnings.warn(
+            f"{fn_name}: {len(skipped)} site(s) left as they are: {listing}", stacklevel=3
+        )
 
 
 class NNXAdapter:

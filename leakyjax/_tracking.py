@@ -1,0 +1,218 @@
+"""Dead-unit tracking for any JAX model: a pure-functional metric (init / update / merge)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.extend.core as jex
+import jax.numpy as jnp
+import numpy as np
+
+from leakyjax import _jax_internals as ji
+from leakyjax import _sites
+from leakyjax import _validation as v
+from leakyjax._interpreter import Rule
+from leakyjax._sites import Site
+from leakyjax._transforms import (
+    NNXAdapter,
+    SiteSelection,
+    check_fn,
+    check_patterns,
+    check_sites,
+    select,
+    trace,
+    warn_not_handled,
+)
+
+_MAX_COUNT = np.uint32(np.iinfo(np.uint32).max)
+
+
+class SiteState(NamedTuple):
+    """What the tracker keeps per site: which units were ever active, and on how many
+    examples (per unit; saturates at 2**32 - 1)."""
+
+    active: jax.Array
+    examples: jax.Array
+
+
+class DeadUnits(NamedTuple):
+    """The result for one site.
+
+    Attributes:
+      dead: bool per unit: its pre-activation was <= 0 on every example seen.
+      fraction: the fraction of units that are dead (float32 scalar).
+      units: the number of units.
+      examples: the number of examples seen (per unit: batch times spatial positions).
+    """
+
+    dead: jax.Array
+    fraction: jax.Array
+    units: int
+    examples: jax.Array
+
+
+class DeadUnitTracker(NamedTuple):
+    """The functions :func:`leakyjax.track_dead_units` returns (see there)."""
+
+    init: Callable[..., dict[str, SiteState]]
+    update: Callable[..., tuple[Any, dict[str, SiteState]]]
+    merge: Callable[[dict[str, SiteState], dict[str, SiteState]], dict[str, SiteState]]
+    result: Callable[[dict[str, SiteState]], dict[str, DeadUnits]]
+
+
+def _combine(a: SiteState, b: SiteState) -> SiteState:
+    total = a.examples + b.examples
+    return SiteState(a.active | b.active, jnp.where(total < a.examples, _MAX_COUNT, total))
+
+
+def track_dead_units(
+    fn: Callable,
+    *,
+    unit_axis: int = -1,
+    patterns: Sequence[str] = ("relu", "leaky_relu"),
+    sites: SiteSelection = None,
+    axis_name: Any = None,
+) -> DeadUnitTracker:
+    r"""Finds the dead units of any JAX model over a data set, without editing it.
+
+    A unit is dead when its pre-activation is :math:`\le 0` on every example seen: a ReLU
+    passes it no gradient, so it never learns again (NaN counts as alive, as in
+    :func:`leakyjax.dead_units`). The tracker watches every ReLU of ``fn`` (and every
+    :func:`leakyjax.leaky_relu`, so models already using leakyjax, or transformed by
+    :func:`leakyjax.leakify`, work too) and is a pure-functional metric, as in optax:
+
+    - ``init(*args, **kwargs)`` returns the state: per site name, a :class:`SiteState`
+      (``active``, a bool per unit, all False; ``examples``, 0);
+    - ``update(state, *args, **kwargs)`` runs ``fn(*args, **kwargs)`` and returns ``(its
+      output, the new state)``. It is jit-able and grad-safe: in a training step, use it
+      through ``jax.value_and_grad(lambda p: tracker.update(state, p, x), has_aux=True)``.
+      Inside ``lax.scan`` the state ORs over iterations; with ``axis_name`` (under
+      ``vmap``, ``shard_map`` or ``pmap``), across that axis;
+    - ``merge(a, b)`` ORs two states (from two data shards or processes);
+    - ``result(state)`` gives per site a :class:`DeadUnits` (``dead``, ``fraction``,
+      ``units``, ``examples``).
+
+    Args:
+      fn: the model, as for :func:`leakyjax.leakify`.
+      unit_axis: the axis of a pre-activation that indexes units: -1 for (batch, features)
+        and NHWC (channels); 1 for NCHW. Every other axis is an example axis.
+      patterns: as for :func:`leakyjax.relu_sites`.
+      sites: which sites to track (None: all), as for :func:`leakyjax.leakify`.
+      axis_name: a named axis (or tuple of them) to OR the observations over.
+
+    Returns:
+      A ``DeadUnitTracker(init, update, merge, result)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, leakyjax as lj
+      >>> def layer(params, x):
+      ...     return jax.nn.relu(x @ params["dense"]["w"])
+      >>> params = {"dense": {"w": jnp.array([[1.0, -1.0, 0.0]])}}
+      >>> tracker = lj.track_dead_units(layer)
+      >>> state = tracker.init(params, jnp.ones((4, 1)))
+      >>> for batch in (jnp.ones((4, 1)), -jnp.ones((4, 1))):
+      ...     _, state = jax.jit(tracker.update)(state, params, batch)
+      >>> r = tracker.result(state)["dense"]
+      >>> r.dead, float(r.fraction), int(r.examples)
+      (Array([False, False,  True], dtype=bool), 0.3333333432674408, 8)
+    """
+    check_fn("track_dead_units", fn)
+    v.check_int("track_dead_units", "unit_axis", unit_axis)
+    patterns = check_patterns("track_dead_units", patterns, tuple(_sites.PATTERNS))
+    selection = check_sites("track_dead_units", sites)
+
+    def units(site: Site) -> int:
+        axis = (
+            v.check_axis("track_dead_units", "unit_axis", unit_axis, len(site.shape))
+            if site.shape
+            else _scalar_site(site)
+        )
+        return site.shape[axis]
+
+    def observe(site: Site, eqn: jex.JaxprEqn, invals: list[Any]) -> tuple[list[Any], Any]:
+        x = invals[site.operand]
+        axis = unit_axis % x.ndim
+        others = tuple(a for a in range(x.ndim) if a != axis)
+        active = jnp.any(~(x <= 0), axis=others)  # NaN counts as alive
+        examples = np.uint32(int(np.prod([x.shape[a] for a in others], dtype=np.int64)))
+        observation = SiteState(active, jnp.asarray(examples))
+        if axis_name is not None:
+            observation = SiteState(
+                jax.lax.psum(observation.active.astype(jnp.int32), axis_name) > 0,
+                jax.lax.psum(observation.examples, axis_name),
+            )
+        return ji.bind(eqn, invals), observation
+
+    def empty(site: Site) -> SiteState:
+        return SiteState(jnp.zeros(units(site), bool), jnp.zeros((), jnp.uint32))
+
+    def traced_sites(args: tuple, kwargs: dict) -> tuple[Any, list[Site], Callable]:
+        pure, extra, finish = NNXAdapter.wrap(fn)
+        traced = trace(pure, (*extra, *args), kwargs, patterns)
+        chosen = select("track_dead_units", traced.sites, selection)
+        warn_not_handled("track_dead_units", chosen)
+        return traced, [s for s in chosen if s.rewritable], finish
+
+    def init(*args: Any, **kwargs: Any) -> dict[str, SiteState]:
+        _, tracked, _ = traced_sites(args, kwargs)
+        if not tracked:
+            import warnings
+
+            warnings.warn(
+                "track_dead_units: found no ReLU to track; relu_sites lists what it finds",
+                stacklevel=2,
+            )
+        return {s.name: empty(s) for s in tracked}
+
+    def update(state: dict[str, SiteState], *args: Any, **kwargs: Any) -> tuple[Any, dict]:
+        traced, tracked, finish = traced_sites(args, kwargs)
+        _check_state("update", "state", state, [s.name for s in tracked])
+        rule = Rule(
+            sites={s.path: s for s in tracked},
+            apply=observe,
+            observes=True,
+            empty=empty,
+            arity=2,
+            combine=_combine,
+            flatten=list,
+            unflatten=lambda flat: SiteState(*flat),
+        )
+        out, observed = traced.run(rule)
+        new_state = {
+            name: _combine(SiteState(*old), observed[name]) if name in observed else old
+            for name, old in state.items()
+        }
+        return finish(out), new_state
+
+    def merge(a: dict[str, SiteState], b: dict[str, SiteState]) -> dict[str, SiteState]:
+        _check_state("merge", "b", b, list(a))
+        return {name: _combine(SiteState(*a[name]), SiteState(*b[name])) for name in a}
+
+    def result(state: dict[str, SiteState]) -> dict[str, DeadUnits]:
+        out = {}
+        for name, (active, examples) in state.items():
+            dead = ~jnp.asarray(active)
+            out[name] = DeadUnits(
+                dead, jnp.mean(dead, dtype=jnp.float32), int(dead.shape[0]), examples
+            )
+        return out
+
+    return DeadUnitTracker(init, update, merge, result)
+
+
+def _scalar_site(site: Site) -> int:
+    raise ValueError(
+        f"track_dead_units: site {site.name!r} applies a ReLU to a scalar; it has no unit "
+        "axis. Leave it out with `sites=`."
+    )
+
+
+def _check_state(fn: str, name: str, state: Any, expected: list[str]) -> None:
+    if not isinstance(state, dict) or sorted(state) != sorted(expected):
+        got = sorted(state) if isinstance(state, dict) else v._describe(state)
+        raise ValueError(
+            f"track_dead_units.{fn}: `{name}` must be a state from this tracker's init, with "
+            f"sites {sorted(expected)}; got {got}"
+        )
