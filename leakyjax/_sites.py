@@ -87,9 +87,11 @@ def find(
 
 
 def _walk(jaxpr, origins, path, contexts, blocked, patterns, out) -> list[frozenset]:
-    """Adds the sites of ``jaxpr`` to ``out``; returns the origins of its outputs. ``origins[i]`` is the set of inputs (by index)
-    that reach ``jaxpr``'s invar i without passing through another site; ``blocked`` is the
-    reason sites here cannot be rewritten, if any."""
+    """Adds the sites of ``jaxpr`` to ``out``; returns the origins of its outputs.
+
+    ``origins[i]`` is the set of inputs (by index) that reach ``jaxpr``'s invar i without
+    passing through another site; ``blocked`` is why sites here cannot be rewritten, if so.
+    """
     env: dict[Any, frozenset] = dict(zip(jaxpr.invars, origins, strict=True))
     producers = {v: e for e in jaxpr.eqns for v in e.outvars}
 
