@@ -135,8 +135,17 @@ def _effective_slope(negative_slope, dtype):
     # (a Python-float slope was flushed when it was rounded to the dtype).
     if isinstance(negative_slope, float):
         return negative_slope
-    tiny = jnp.finfo(dtype).tiny
+    return _flush_tiny(negative_slope, jnp.finfo(dtype).tiny)
+
+
+# The flush is a rounding of the slope's value, not a function of it: its derivative is 1
+# (so d/da of the x-derivative stays 1 where x < 0, at a == 0 too), like that of a cast.
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _flush_tiny(negative_slope, tiny):
     return jnp.where(jnp.abs(negative_slope) < tiny, jnp.zeros_like(negative_slope), negative_slope)
+
+
+_flush_tiny.defjvp(lambda tiny, primals, tangents: (_flush_tiny(primals[0], tiny), tangents[0]))
 
 
 def _negative_part(x, negative_slope):
@@ -155,7 +164,9 @@ def _leaky_relu_static(x, negative_slope, grad_at_zero, from_output):
 @_leaky_relu_static.defjvp
 def _leaky_relu_static_jvp(negative_slope, grad_at_zero, from_output, primals, tangents):
     (x,), (x_dot,) = primals, tangents
-    y = _forward(x, negative_slope)
+    # y by the function itself, so that a derivative of y taken beside this one (say, of
+    # value_and_grad) follows this rule too, not the derivative of the select in _forward.
+    y = _leaky_relu_static(x, negative_slope, grad_at_zero, from_output)
     return y, _x_term(x, y, x_dot, negative_slope, grad_at_zero, from_output)
 
 
@@ -169,7 +180,7 @@ def _leaky_relu_array(x, negative_slope, grad_at_zero):
 def _leaky_relu_array_jvp(grad_at_zero, primals, tangents):
     x, negative_slope = primals
     x_dot, slope_dot = tangents
-    y = _forward(x, negative_slope)
+    y = _leaky_relu_array(x, negative_slope, grad_at_zero)  # as in the static rule
     terms = []
     if type(x_dot) is not SymbolicZero:
         terms.append(_x_term(x, y, x_dot, negative_slope, grad_at_zero, False))
