@@ -406,7 +406,7 @@ class HigherOrderTest(chex.TestCase):
         )
         mixed = jax.jacfwd(jax.grad(f, 1), 0)(x, slopes)  # d/dx_ij of d/da_k
         want = np.zeros((2, 2, 2), np.float32)
-        for i, j in zip(*np.nonzero(neg)):
+        for i, j in zip(*np.nonzero(neg), strict=True):
             want[j, i, j] = 1.0
         np.testing.assert_array_equal(mixed, want)
         np.testing.assert_array_equal(
