@@ -30,17 +30,19 @@ def leaky_relu(
     at :math:`x = 0` (``+0.0`` and ``-0.0``) exactly ``grad_at_zero``, which must be a
     subgradient: a value between :math:`\alpha` and 1. The default, :math:`\alpha`, follows
     the formula above (the :math:`x \le 0` branch), as PyTorch and TensorFlow do;
-    ``grad_at_zero=1.0`` reproduces :func:`jax.nn.leaky_relu`. Its derivative in
+    ``grad_at_zero=1.0`` gives the derivative of :func:`jax.nn.leaky_relu` at every
+    :math:`x` except NaN (where that takes :math:`\alpha`). Its derivative in
     :math:`\alpha` is :math:`x` for :math:`x \le 0` and 0 otherwise, so the slope can be
-    learned (see :func:`leakyjax.prelu`).
+    learned (see :func:`leakyjax.prelu`). Derivatives of every order are exact, at
+    :math:`\alpha = 0` too: the mixed second derivative is 1 for :math:`x < 0`.
 
     Special values: NaN gives NaN (its derivative is ``grad_at_zero``, as NaN compares
     neither above nor below 0); :math:`\pm\infty` gives :math:`\pm\infty` for
     :math:`\alpha > 0`, and :math:`-\infty` gives exactly 0 for :math:`\alpha = 0`; a zero
     keeps its sign. XLA on CPU treats float32, bfloat16 and float64 subnormals as zero in
     compares and arithmetic and flushes subnormal results, so there a subnormal ``x`` behaves
-    as 0: its derivative is ``grad_at_zero``, and it passes through unchanged (or as the zero
-    of its sign where the compiled code flushes it, as it does for a zero slope).
+    as 0: its derivative is ``grad_at_zero``, and its value comes back unchanged or as the
+    zero of its sign (the same number there), as the compiled code happens to write it.
 
     The slope and ``grad_at_zero`` are rounded to ``x``'s dtype; a slope that overflows it is
     a ``ValueError``, and one below its smallest normal number counts as 0, on every platform.

@@ -161,11 +161,22 @@ class DerivativeTest(chex.TestCase):
             if g is None:
                 np.testing.assert_array_equal(d, expected_grad(x, 0.2, None, dtype))
 
-    def test_grad_at_zero_one_reproduces_jax_nn(self):
-        x = jnp.array([-1.0, -0.0, 0.0, 1.0])
-        ours = jax.vmap(jax.grad(lambda x: lj.leaky_relu(x, 0.1, grad_at_zero=1.0)))(x)
-        theirs = jax.vmap(jax.grad(lambda x: jax.nn.leaky_relu(x, 0.1)))(x)
-        np.testing.assert_array_equal(ours, theirs)
+    @parameterized.product(dtype=DTYPES, slope=[0.1, 0.0, 2.0, -0.5])
+    def test_grad_at_zero_one_is_jax_nn_derivative_except_at_nan(self, dtype, slope):
+        """As the README says: jax.nn.leaky_relu's d/dx at every x but NaN, where jax.nn
+        takes the slope (NaN >= 0 is false) and leakyjax grad_at_zero (NaN is neither side
+        of 0). Every bit pattern of float16 and bfloat16; float32's specials."""
+        if dtype == jnp.float32:
+            x = special_points(dtype)
+        else:
+            x = jax.lax.bitcast_convert_type(jnp.arange(2**16, dtype=jnp.uint32).astype(
+                jnp.uint16), dtype)  # fmt: skip
+        ours = jax.vmap(jax.grad(lambda x: lj.leaky_relu(x, slope, grad_at_zero=1.0)))(x)
+        theirs = jax.vmap(jax.grad(lambda x: jax.nn.leaky_relu(x, slope)))(x)
+        nan = np.isnan(np.asarray(x, np.float64))
+        np.testing.assert_array_equal(bits(ours)[~nan], bits(theirs)[~nan])
+        np.testing.assert_array_equal(ours[nan], np.asarray(1.0, dtype))
+        np.testing.assert_array_equal(theirs[nan], np.asarray(slope, dtype))
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_slope_derivative(self):
