@@ -72,13 +72,13 @@ def leaky_relu(
     See also:
       :func:`leakyjax.prelu`, :func:`leakyjax.rrelu`, :func:`jax.nn.leaky_relu`.
     """
-    v.check_input("leaky_relu", "x", x)
+    x = v.check_input("leaky_relu", "x", x)
     if grad_at_zero is not None:  # a float from here on (static, so it must be hashable)
         grad_at_zero = v.check_real_scalar("leaky_relu", "grad_at_zero", grad_at_zero)
     if type(negative_slope) is float or type(negative_slope) is int:
         # A Python number is static: the derivative rule is chosen knowing its value.
         return static_slope(x, negative_slope, grad_at_zero, ("leaky_relu", "negative_slope"))
-    v.check_array("leaky_relu", "negative_slope", negative_slope, allow_bool=False)
+    negative_slope = v.check_array("leaky_relu", "negative_slope", negative_slope, allow_bool=False)
     v.check_finite("leaky_relu", "negative_slope", negative_slope, v.float_dtype(x))
     v.check_grad_at_zero("leaky_relu", grad_at_zero, negative_slope)
     return _array_slope(x, negative_slope, grad_at_zero)
