@@ -58,7 +58,7 @@ def check_input(fn: str, name: str, x: Any) -> Any:
     return check_array(fn, name, x)
 
 
-def check_array(fn: str, name: str, value: Any, *, allow_bool: bool = True) -> Any:
+def check_array(fn: str, name: str, value: Any, *, allow_bool: bool = True, hint: str = "") -> Any:
     """``value`` must be a real array or number: JAX or NumPy; boolean, integer or float; or
     an object with ``__jax_array__``. Returns it, such an object as its array."""
     value = unwrap(value)
@@ -67,7 +67,8 @@ def check_array(fn: str, name: str, value: Any, *, allow_bool: bool = True) -> A
     elif isinstance(value, numbers.Number):
         check_dtype(fn, name, np.asarray(value), allow_bool=allow_bool)
     else:
-        hint = "; convert it with jnp.asarray first" if isinstance(value, (list, tuple)) else ""
+        if not hint and isinstance(value, (list, tuple)):
+            hint = "; convert it with jnp.asarray first"
         raise TypeError(
             f"{fn}: `{name}` must be an array or a real number, got {_describe(value)}{hint}"
         )

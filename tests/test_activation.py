@@ -4,6 +4,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import parameterized
 from jax.test_util import check_grads
 
@@ -428,3 +429,57 @@ class HigherOrderTest(chex.TestCase):
         r = lambda x: lj.rrelu(key, x, 0.0, 0.0).sum()  # noqa: E731
         np.testing.assert_array_equal(jax.grad(r)(x), np.where(neg, 0.0, 1.0))
         np.testing.assert_array_equal(jax.hessian(r)(x), np.zeros((2, 2, 2, 2)))
+
+
+class JaxArrayLike:
+    """The least an object needs for JAX to take it as an array."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __jax_array__(self):
+        return jnp.asarray(self.value)
+
+
+def test_every_public_function_accepts_jax_array_objects():
+    """Anything with __jax_array__ (a Flax nnx.Param, say), in every array argument."""
+    x = jnp.array([[-2.0, 0.0, 3.0]])
+    key = jax.random.key(0)
+    calls = [
+        lambda w: lj.leaky_relu(w(x), w(0.2)),
+        lambda w: lj.leaky_relu(x, grad_at_zero=w(1.0)),
+        lambda w: lj.prelu(w(x), w(jnp.array([0.1, 0.2, 0.3]))),
+        lambda w: lj.rrelu(w(key), w(x), w(0.1), w(0.3)),
+        lambda w: lj.gain(w(0.2)),
+        lambda w: lj.he_normal(w(0.2))(w(key), (3, 4)),
+        lambda w: lj.he_uniform(w(0.2))(w(key), (3, 4)),
+        lambda w: lj.dead_units(w(x)),
+        lambda w: lj.dead_fraction(w(x)),
+        lambda w: lj.inverse_leaky_relu(w(x), w(0.5)),
+        lambda w: lj.leaky_relu_log_abs_det_jacobian(w(x), w(0.5)),
+    ]
+    for call in calls:
+        np.testing.assert_array_equal(call(JaxArrayLike), call(jnp.asarray))
+    # and under jit and grad, where the wrapped value is traced
+    g = jax.jit(jax.grad(lambda a: lj.leaky_relu(x, JaxArrayLike(a)).sum()))(jnp.float32(0.2))
+    assert g == -2.0
+
+
+def test_flax_nnx_param_slope():
+    nnx = pytest.importorskip("flax.nnx")
+
+    class PReLU(nnx.Module):
+        def __init__(self, channels):
+            self.slope = nnx.Param(jnp.zeros(channels))  # Keras's default: 0
+
+        def __call__(self, x):
+            return lj.prelu(x, self.slope)
+
+    model = PReLU(3)
+    x = jnp.array([[-2.0, 1.0, -1.0]])
+    np.testing.assert_array_equal(model(x), [[0.0, 1.0, 0.0]])
+    grads = nnx.grad(lambda m: m(x).sum())(model)
+    np.testing.assert_array_equal(grads.slope[...], [-2.0, 0.0, -1.0])
+    np.testing.assert_array_equal(
+        lj.leaky_relu(x, nnx.Param(jnp.float32(0.5))), [[-1.0, 1.0, -0.5]]
+    )
