@@ -30,17 +30,19 @@ def leaky_relu(
     at :math:`x = 0` (``+0.0`` and ``-0.0``) exactly ``grad_at_zero``, which must be a
     subgradient: a value between :math:`\alpha` and 1. The default, :math:`\alpha`, follows
     the formula above (the :math:`x \le 0` branch), as PyTorch and TensorFlow do;
-    ``grad_at_zero=1.0`` reproduces :func:`jax.nn.leaky_relu`. Its derivative in
+    ``grad_at_zero=1.0`` gives the derivative of :func:`jax.nn.leaky_relu` at every
+    :math:`x` except NaN (where that takes :math:`\alpha`). Its derivative in
     :math:`\alpha` is :math:`x` for :math:`x \le 0` and 0 otherwise, so the slope can be
-    learned (see :func:`leakyjax.prelu`).
+    learned (see :func:`leakyjax.prelu`). Derivatives of every order are exact, at
+    :math:`\alpha = 0` too: the mixed second derivative is 1 for :math:`x < 0`.
 
     Special values: NaN gives NaN (its derivative is ``grad_at_zero``, as NaN compares
     neither above nor below 0); :math:`\pm\infty` gives :math:`\pm\infty` for
     :math:`\alpha > 0`, and :math:`-\infty` gives exactly 0 for :math:`\alpha = 0`; a zero
     keeps its sign. XLA on CPU treats float32, bfloat16 and float64 subnormals as zero in
     compares and arithmetic and flushes subnormal results, so there a subnormal ``x`` behaves
-    as 0: its derivative is ``grad_at_zero``, and it passes through unchanged (or as the zero
-    of its sign where the compiled code flushes it, as it does for a zero slope).
+    as 0: its derivative is ``grad_at_zero``, and its value comes back unchanged or as the
+    zero of its sign (the same number there), as the compiled code happens to write it.
 
     The slope and ``grad_at_zero`` are rounded to ``x``'s dtype; a slope that overflows it is
     a ``ValueError``, and one below its smallest normal number counts as 0, on every platform.
@@ -70,13 +72,13 @@ def leaky_relu(
     See also:
       :func:`leakyjax.prelu`, :func:`leakyjax.rrelu`, :func:`jax.nn.leaky_relu`.
     """
-    v.check_input("leaky_relu", "x", x)
+    x = v.check_input("leaky_relu", "x", x)
     if grad_at_zero is not None:  # a float from here on (static, so it must be hashable)
         grad_at_zero = v.check_real_scalar("leaky_relu", "grad_at_zero", grad_at_zero)
     if type(negative_slope) is float or type(negative_slope) is int:
         # A Python number is static: the derivative rule is chosen knowing its value.
         return static_slope(x, negative_slope, grad_at_zero, ("leaky_relu", "negative_slope"))
-    v.check_array("leaky_relu", "negative_slope", negative_slope, allow_bool=False)
+    negative_slope = v.check_array("leaky_relu", "negative_slope", negative_slope, allow_bool=False)
     v.check_finite("leaky_relu", "negative_slope", negative_slope, v.float_dtype(x))
     v.check_grad_at_zero("leaky_relu", grad_at_zero, negative_slope)
     return _array_slope(x, negative_slope, grad_at_zero)
@@ -135,8 +137,17 @@ def _effective_slope(negative_slope, dtype):
     # (a Python-float slope was flushed when it was rounded to the dtype).
     if isinstance(negative_slope, float):
         return negative_slope
-    tiny = jnp.finfo(dtype).tiny
+    return _flush_tiny(negative_slope, jnp.finfo(dtype).tiny)
+
+
+# The flush is a rounding of the slope's value, not a function of it: its derivative is 1
+# (so d/da of the x-derivative stays 1 where x < 0, at a == 0 too), like that of a cast.
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _flush_tiny(negative_slope, tiny):
     return jnp.where(jnp.abs(negative_slope) < tiny, jnp.zeros_like(negative_slope), negative_slope)
+
+
+_flush_tiny.defjvp(lambda tiny, primals, tangents: (_flush_tiny(primals[0], tiny), tangents[0]))
 
 
 def _negative_part(x, negative_slope):
@@ -163,7 +174,9 @@ def _leaky_relu_static(x, negative_slope, grad_at_zero, from_output):
 @_leaky_relu_static.defjvp
 def _leaky_relu_static_jvp(negative_slope, grad_at_zero, from_output, primals, tangents):
     (x,), (x_dot,) = primals, tangents
-    y = _forward(x, negative_slope)
+    # y by the function itself, so that a derivative of y taken beside this one (say, of
+    # value_and_grad) follows this rule too, not the derivative of the select in _forward.
+    y = _leaky_relu_static(x, negative_slope, grad_at_zero, from_output)
     return y, _x_term(x, y, x_dot, negative_slope, grad_at_zero, from_output)
 
 
@@ -178,7 +191,7 @@ def _leaky_relu_array(x, negative_slope, grad_at_zero):
 def _leaky_relu_array_jvp(grad_at_zero, primals, tangents):
     x, negative_slope = primals
     x_dot, slope_dot = tangents
-    y = _forward(x, negative_slope)
+    y = _leaky_relu_array(x, negative_slope, grad_at_zero)  # as in the static rule
     terms = []
     if type(x_dot) is not SymbolicZero:
         terms.append(_x_term(x, y, x_dot, negative_slope, grad_at_zero, False))

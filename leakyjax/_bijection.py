@@ -10,9 +10,11 @@ from jax.typing import ArrayLike
 from leakyjax import _validation as v
 
 
-def _check(fn: str, name: str, value: ArrayLike, negative_slope: ArrayLike) -> None:
-    v.check_array(fn, name, value)
-    v.check_array(fn, "negative_slope", negative_slope, allow_bool=False)
+def _check(
+    fn: str, name: str, value: ArrayLike, negative_slope: ArrayLike
+) -> tuple[ArrayLike, ArrayLike]:
+    value = v.check_array(fn, name, value)
+    negative_slope = v.check_array(fn, "negative_slope", negative_slope, allow_bool=False)
     v.check_broadcast(fn, "negative_slope", negative_slope, name, value)
     if v.is_concrete(negative_slope):
         dtype = v.float_dtype(value)
@@ -24,6 +26,7 @@ def _check(fn: str, name: str, value: ArrayLike, negative_slope: ArrayLike) -> N
                 f"dtype; at least its smallest normal number, {jnp.finfo(dtype).tiny}) for "
                 f"Leaky ReLU to be invertible, got {negative_slope!r}"
             )
+    return value, negative_slope
 
 
 def inverse_leaky_relu(y: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Array:
@@ -54,7 +57,7 @@ def inverse_leaky_relu(y: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Ar
       >>> lj.inverse_leaky_relu(jnp.array([-0.5, 0.0, 2.0]), 0.25)
       Array([-2.,  0.,  2.], dtype=float32)
     """
-    _check("inverse_leaky_relu", "y", y, negative_slope)
+    y, negative_slope = _check("inverse_leaky_relu", "y", y, negative_slope)
     return _inverse(y, negative_slope)
 
 
@@ -94,7 +97,7 @@ def leaky_relu_log_abs_det_jacobian(x: ArrayLike, negative_slope: ArrayLike = 0.
       >>> lj.leaky_relu_log_abs_det_jacobian(jnp.array([-1.0, 0.0, 1.0]), 0.5)
       Array([-0.6931472, -0.6931472,  0.       ], dtype=float32)
     """
-    _check("leaky_relu_log_abs_det_jacobian", "x", x, negative_slope)
+    x, negative_slope = _check("leaky_relu_log_abs_det_jacobian", "x", x, negative_slope)
     return _log_abs_det_jacobian(x, negative_slope)
 
 

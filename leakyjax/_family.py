@@ -13,7 +13,7 @@ from leakyjax import _validation as v
 from leakyjax._activation import leaky_relu_core, static_slope
 
 
-def prelu(x: ArrayLike, slope: ArrayLike, *, axis: int = -1) -> jax.Array:
+def prelu(x: ArrayLike, slope: ArrayLike, *, axis: int | None = None) -> jax.Array:
     r"""Parametric ReLU (He et al., 2015): Leaky ReLU with a learnable slope per channel.
 
     .. math::
@@ -31,7 +31,9 @@ def prelu(x: ArrayLike, slope: ArrayLike, *, axis: int = -1) -> jax.Array:
     Args:
       x: input array, at least 1-D unless ``slope`` is a scalar.
       slope: a scalar, or a 1-D array with one slope per channel: ``x.shape[axis]`` long.
-      axis: the channel axis of ``x``: -1 for NHWC or (batch, features), 1 for NCHW.
+      axis: the channel axis of ``x``: ``None`` (the default) means the last axis, as for
+        NHWC or (batch, features); 1 for NCHW. Whenever given, it must be an axis of ``x``,
+        with a scalar ``slope`` too.
 
     Returns:
       An array of ``x``'s (floating) dtype and shape.
@@ -45,9 +47,10 @@ def prelu(x: ArrayLike, slope: ArrayLike, *, axis: int = -1) -> jax.Array:
       >>> jax.grad(lambda a: lj.prelu(x, a).sum())(jnp.array([0.1, 0.5]))
       Array([-1., -6.], dtype=float32)
     """
-    v.check_input("prelu", "x", x)
-    v.check_array("prelu", "slope", slope, allow_bool=False)
-    v.check_int("prelu", "axis", axis)
+    x = v.check_input("prelu", "x", x)
+    slope = v.check_array("prelu", "slope", slope, allow_bool=False)
+    if axis is not None:
+        axis = v.check_axis("prelu", "axis", axis, np.ndim(x))
     if type(slope) is float or type(slope) is int:
         return static_slope(x, slope, None, ("prelu", "slope"))
     v.check_finite("prelu", "slope", slope, v.float_dtype(x))
@@ -62,7 +65,7 @@ def prelu(x: ArrayLike, slope: ArrayLike, *, axis: int = -1) -> jax.Array:
     shape = np.shape(x)
     if not shape:
         raise ValueError("prelu: `x` must be at least 1-D for a per-channel `slope`, got a scalar")
-    axis = v.check_axis("prelu", "axis", axis, len(shape))
+    axis = len(shape) - 1 if axis is None else axis
     if np.shape(slope)[0] != shape[axis]:
         raise ValueError(
             f"prelu: `slope` has {np.shape(slope)[0]} slopes but `x` has {shape[axis]} "
@@ -125,7 +128,7 @@ def rrelu(
       >>> lj.rrelu(None, x, 0.1, 0.3, deterministic=True)
       Array([-0.2, -0.2,  2. ], dtype=float32)
     """
-    v.check_input("rrelu", "x", x)
+    x = v.check_input("rrelu", "x", x)
     lower = v.check_real_scalar("rrelu", "lower", lower)
     upper = v.check_real_scalar("rrelu", "upper", upper)
     if not 0 <= lower <= upper:
@@ -140,7 +143,7 @@ def rrelu(
     if deterministic:
         # lower / 2 + upper / 2 cannot overflow.
         return static_slope(x, lower / 2 + upper / 2, None, ("rrelu", "(lower + upper) / 2"))
-    v.check_key("rrelu", key)
+    key = v.check_key("rrelu", key)
     return _rrelu(key, x, lower, upper)
 
 

@@ -41,25 +41,38 @@ def is_concrete(value: Any) -> bool:
     return not isinstance(value, jax.core.Tracer)
 
 
-def check_input(fn: str, name: str, x: Any) -> None:
+def unwrap(value: Any) -> Any:
+    """An object that JAX accepts as an array through ``__jax_array__`` (a Flax ``nnx.Param``
+    or ``nnx.Variable``, say) as that array; anything else as it is."""
+    if not isinstance(value, jax.Array) and hasattr(type(value), "__jax_array__"):
+        return value.__jax_array__()
+    return value
+
+
+def check_input(fn: str, name: str, x: Any) -> Any:
     """The activation's input: as ``check_array``, except that a ``jax.Array`` returns at
     once (an eager call must stay cheap) and has its dtype checked by ``check_dtype`` when the
     function is traced."""
-    if not isinstance(x, jax.Array):
-        check_array(fn, name, x)
+    if isinstance(x, jax.Array):
+        return x
+    return check_array(fn, name, x)
 
 
-def check_array(fn: str, name: str, value: Any, *, allow_bool: bool = True) -> None:
-    """``value`` must be a real array or number: JAX or NumPy; boolean, integer or float."""
+def check_array(fn: str, name: str, value: Any, *, allow_bool: bool = True, hint: str = "") -> Any:
+    """``value`` must be a real array or number: JAX or NumPy; boolean, integer or float; or
+    an object with ``__jax_array__``. Returns it, such an object as its array."""
+    value = unwrap(value)
     if isinstance(value, (jax.Array, np.ndarray, np.generic)):
         check_dtype(fn, name, value, allow_bool=allow_bool)
     elif isinstance(value, numbers.Number):
         check_dtype(fn, name, np.asarray(value), allow_bool=allow_bool)
     else:
-        hint = "; convert it with jnp.asarray first" if isinstance(value, (list, tuple)) else ""
+        if not hint and isinstance(value, (list, tuple)):
+            hint = "; convert it with jnp.asarray first"
         raise TypeError(
             f"{fn}: `{name}` must be an array or a real number, got {_describe(value)}{hint}"
         )
+    return value
 
 
 def check_dtype(fn: str, name: str, value: Any, *, allow_bool: bool = True) -> None:
@@ -100,6 +113,7 @@ def float_input(x: jax.Array) -> jax.Array:
 
 def check_real_scalar(fn: str, name: str, value: Any) -> float:
     """A concrete, finite real scalar (Python or NumPy number, or a 0-d array), as a float."""
+    value = unwrap(value)
     if isinstance(value, (bool, np.bool_)) or not (
         isinstance(value, (jax.Array, np.ndarray, np.generic, numbers.Number))
         and np.ndim(value) == 0
@@ -177,6 +191,15 @@ def check_axis_type(fn: str, name: str, axis: Any) -> None:
         raise TypeError(f"{fn}: `{name}` must be an int or a tuple of ints, got {_describe(axis)}")
 
 
+def check_choice(fn: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """One of the strings ``choices``."""
+    expected = " or ".join(map(repr, choices))
+    if not isinstance(value, str):
+        raise TypeError(f"{fn}: `{name}` must be {expected}, got {_describe(value)}")
+    if value not in choices:
+        raise ValueError(f"{fn}: `{name}` must be {expected}, got {value!r}")
+
+
 def check_int(fn: str, name: str, value: Any) -> None:
     """A Python or NumPy integer (not a bool)."""
     if not _is_int(value):
@@ -209,13 +232,14 @@ def check_axes(fn: str, name: str, axis: Any, ndim: int) -> tuple[int, ...]:
     return axes
 
 
-def check_key(fn: str, key: Any) -> None:
-    """A ``jax.random`` key: a typed key array or a legacy ``uint32[2]`` key."""
+def check_key(fn: str, key: Any) -> Any:
+    """A ``jax.random`` key: a typed key array or a legacy ``uint32[2]`` key; returns it."""
+    key = unwrap(key)
     if isinstance(key, (jax.Array, np.ndarray)):
         if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
-            return
+            return key
         if key.dtype == np.uint32 and key.shape == (2,):
-            return
+            return key
     raise TypeError(
         f"{fn}: `key` must be a single jax.random key (jax.random.key(seed), or a legacy "
         f"jax.random.PRNGKey(seed)), got {_describe(key)}"

@@ -229,7 +229,9 @@ def format_table(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m leakyjax.benchmark", description=__doc__.split("\n")[0]
+        # Not __doc__: python -OO strips it.
+        prog="python -m leakyjax.benchmark",
+        description="Benchmark leakyjax against jax.nn on this machine.",
     )
     parser.add_argument("--size", type=int, default=1 << 24, help="elements for 1-2 (float32)")
     parser.add_argument("--layers", type=int, default=4)

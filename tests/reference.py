@@ -61,8 +61,10 @@ def leaky_relu(
     Returns ``(y, y_flushed, dydx, dyda)``. Where x is not < 0 the forward passes x through,
     bits unchanged: ``y``. On a flushing platform the compiled code may instead write a
     subnormal x as the zero of its sign (the value its arithmetic and compares see anyway):
-    ``y_flushed``, which differs from ``y`` only there. XLA on CPU does so when the slope is 0
-    along the innermost loop, where LLVM turns select(x < 0, 0, x) into a max.
+    ``y_flushed``, which differs from ``y`` only there. XLA on CPU chooses per compiled
+    program and per element (jax 0.8-0.10: for a zero slope along the innermost loop, where
+    LLVM turns select(x < 0, 0, x) into a max; jax >= 0.11.2: for bfloat16 array slopes too,
+    and differently under vmap and in a loop), so either is right.
     """
     dtype = x.dtype
     if flush_slope:

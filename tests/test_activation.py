@@ -4,6 +4,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import parameterized
 from jax.test_util import check_grads
 
@@ -161,11 +162,22 @@ class DerivativeTest(chex.TestCase):
             if g is None:
                 np.testing.assert_array_equal(d, expected_grad(x, 0.2, None, dtype))
 
-    def test_grad_at_zero_one_reproduces_jax_nn(self):
-        x = jnp.array([-1.0, -0.0, 0.0, 1.0])
-        ours = jax.vmap(jax.grad(lambda x: lj.leaky_relu(x, 0.1, grad_at_zero=1.0)))(x)
-        theirs = jax.vmap(jax.grad(lambda x: jax.nn.leaky_relu(x, 0.1)))(x)
-        np.testing.assert_array_equal(ours, theirs)
+    @parameterized.product(dtype=DTYPES, slope=[0.1, 0.0, 2.0, -0.5])
+    def test_grad_at_zero_one_is_jax_nn_derivative_except_at_nan(self, dtype, slope):
+        """As the README says: jax.nn.leaky_relu's d/dx at every x but NaN, where jax.nn
+        takes the slope (NaN >= 0 is false) and leakyjax grad_at_zero (NaN is neither side
+        of 0). Every bit pattern of float16 and bfloat16; float32's specials."""
+        if dtype == jnp.float32:
+            x = special_points(dtype)
+        else:
+            x = jax.lax.bitcast_convert_type(jnp.arange(2**16, dtype=jnp.uint32).astype(
+                jnp.uint16), dtype)  # fmt: skip
+        ours = jax.vmap(jax.grad(lambda x: lj.leaky_relu(x, slope, grad_at_zero=1.0)))(x)
+        theirs = jax.vmap(jax.grad(lambda x: jax.nn.leaky_relu(x, slope)))(x)
+        nan = np.isnan(np.asarray(x, np.float64))
+        np.testing.assert_array_equal(bits(ours)[~nan], bits(theirs)[~nan])
+        np.testing.assert_array_equal(ours[nan], np.asarray(1.0, dtype))
+        np.testing.assert_array_equal(theirs[nan], np.asarray(slope, dtype))
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_slope_derivative(self):
@@ -303,3 +315,171 @@ class GradAtZeroTest(parameterized.TestCase):
     def test_grad_at_zero_in_subdifferential_for_slope_above_one(self):
         g = jax.grad(lambda x: lj.leaky_relu(x, 2.0, grad_at_zero=1.5))(0.0)
         assert g == 1.5
+
+
+# Slopes whose derivatives every order must get right: zero (Keras's PReLU default), one that
+# is subnormal in float32 (it counts as 0 in the forward), a tiny normal one, negative ones.
+EDGE_SLOPES = [0.0, -0.0, 1e-40, -1e-40, 1e-37, 0.2, -0.5, -3.0]
+
+
+def _edge_x():
+    return jnp.array([-2.0, -0.5, 0.5, 3.0, -np.inf, np.inf], jnp.float32)
+
+
+class HigherOrderTest(chex.TestCase):
+    """Every derivative order of every function, at zero, tiny and negative slopes, exactly.
+
+    For x != 0: d/dx = 1 or a, d/da = 0 or x, d2/dx2 = d2/da2 = 0 and d2/dxda = 0 or 1.
+    """
+
+    @parameterized.parameters(*EDGE_SLOPES)
+    def test_mixed_second_derivative_is_one_below_zero(self, slope):
+        x = jnp.array([-2.0, 1.0, -1.0])
+        a = jnp.float32(slope)
+        hessian = jax.hessian(lambda x, a: lj.leaky_relu(x, a).sum(), argnums=(0, 1))(x, a)
+        np.testing.assert_array_equal(hessian[0][1], [1.0, 0.0, 1.0])
+        np.testing.assert_array_equal(hessian[1][0], [1.0, 0.0, 1.0])
+        np.testing.assert_array_equal(hessian[0][0], np.zeros((3, 3)))
+        assert hessian[1][1] == 0.0
+
+    @parameterized.parameters(*EDGE_SLOPES)
+    def test_every_order_of_leaky_relu_in_x_and_slope(self, slope):
+        x = _edge_x()
+        finite = np.isfinite(np.asarray(x))
+        a = jnp.float32(slope)
+        a_used = np.float32(0.0 if abs(slope) < float(jnp.finfo(jnp.float32).tiny) else slope)
+        neg = np.asarray(x) < 0
+
+        def f(x, a):
+            return lj.leaky_relu(x, a)
+
+        # first order, each way, and the primal output under an outer derivative
+        d_x = np.where(neg, a_used, 1.0)
+        d_a = np.where(neg, np.asarray(x), 0.0)
+        for mode in (jax.jacfwd, jax.jacrev):
+            np.testing.assert_array_equal(jax.vmap(mode(f, 0), (0, None))(x, a), d_x)
+            np.testing.assert_array_equal(jax.vmap(mode(f, 1), (0, None))(x, a), d_a)
+        # the value's own derivative when it is computed together with a derivative
+        value_and_d_x = jax.vmap(jax.value_and_grad(f), (0, None))
+        _, tangent = jax.jvp(lambda x: value_and_d_x(x, a)[0], (x,), (jnp.ones_like(x),))
+        np.testing.assert_array_equal(tangent, d_x)
+        _, tangent = jax.jvp(lambda a: value_and_d_x(x, a)[0], (a,), (jnp.float32(1),))
+        np.testing.assert_array_equal(tangent, d_a)
+        # second order: all four, forward over reverse and reverse over reverse
+        second = {
+            (0, 0): np.zeros(x.shape),
+            (0, 1): neg.astype(np.float32),
+            (1, 0): neg.astype(np.float32),
+            (1, 1): np.zeros(x.shape),
+        }
+        for (i, j), want in second.items():
+            for outer in (jax.jacfwd, jax.jacrev):
+                got = jax.vmap(outer(jax.grad(f, i), j), (0, None))(x, a)
+                if (i, j) == (1, 1):
+                    got = np.where(finite, got, 0.0)  # d/da of x: 0, inf * 0 aside
+                np.testing.assert_array_equal(got, want, err_msg=f"{(i, j)} {outer.__name__}")
+        # third order: all zero
+        third = jax.vmap(jax.jacfwd(jax.jacfwd(jax.grad(f, 0), 1), 0), (0, None))(x, a)
+        np.testing.assert_array_equal(third, np.zeros(x.shape))
+        # the static-slope rule, in x, to the third order
+        if slope == a_used:
+            g = lambda x: lj.leaky_relu(x, slope)  # noqa: E731
+            np.testing.assert_array_equal(jax.vmap(jax.grad(g))(x), d_x)
+            np.testing.assert_array_equal(jax.vmap(jax.hessian(g))(x), np.zeros(x.shape))
+            _, tangent = jax.jvp(
+                lambda x: jax.vmap(jax.value_and_grad(g))(x)[0], (x,), (jnp.ones_like(x),)
+            )
+            np.testing.assert_array_equal(tangent, d_x)
+
+    def test_value_tangent_at_zero_follows_the_zero_convention(self):
+        # d/dx at x == 0 is grad_at_zero, also for a value computed beside its derivative.
+        x = jnp.array([0.0, -0.0])
+        for slope in (0.1, jnp.float32(0.1)):
+            for g, want in ((None, 0.1), (1.0, 1.0), (0.5, 0.5)):
+
+                def f(x, g=g, slope=slope):
+                    return jax.vmap(
+                        jax.value_and_grad(lambda x: lj.leaky_relu(x, slope, grad_at_zero=g))
+                    )(x)[0]
+
+                _, tangent = jax.jvp(f, (x,), (jnp.ones_like(x),))
+                np.testing.assert_array_equal(tangent, np.float32(want))
+
+    @parameterized.parameters(*EDGE_SLOPES)
+    def test_prelu_and_rrelu_every_order(self, slope):
+        x = jnp.array([[-2.0, 0.5], [3.0, -1.0]])
+        slopes = jnp.array([slope, 0.3], jnp.float32)
+        a_used = np.where(np.abs(np.asarray(slopes)) < jnp.finfo(jnp.float32).tiny, 0, slopes)
+        neg = np.asarray(x) < 0
+        f = lambda x, a: lj.prelu(x, a).sum()  # noqa: E731
+        np.testing.assert_array_equal(jax.grad(f)(x, slopes), np.where(neg, a_used, 1.0))
+        np.testing.assert_array_equal(
+            jax.grad(f, 1)(x, slopes), np.where(neg, np.asarray(x), 0.0).sum(0)
+        )
+        mixed = jax.jacfwd(jax.grad(f, 1), 0)(x, slopes)  # d/dx_ij of d/da_k
+        want = np.zeros((2, 2, 2), np.float32)
+        for i, j in zip(*np.nonzero(neg), strict=True):
+            want[j, i, j] = 1.0
+        np.testing.assert_array_equal(mixed, want)
+        np.testing.assert_array_equal(
+            jax.jacrev(jax.grad(f, 0), 1)(x, slopes), want.transpose(1, 2, 0)
+        )
+        # rrelu: its slopes are drawn, so only x is differentiable; second order is 0
+        key = jax.random.key(0)
+        r = lambda x: lj.rrelu(key, x, 0.0, 0.0).sum()  # noqa: E731
+        np.testing.assert_array_equal(jax.grad(r)(x), np.where(neg, 0.0, 1.0))
+        np.testing.assert_array_equal(jax.hessian(r)(x), np.zeros((2, 2, 2, 2)))
+
+
+class JaxArrayLike:
+    """The least an object needs for JAX to take it as an array."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __jax_array__(self):
+        return jnp.asarray(self.value)
+
+
+def test_every_public_function_accepts_jax_array_objects():
+    """Anything with __jax_array__ (a Flax nnx.Param, say), in every array argument."""
+    x = jnp.array([[-2.0, 0.0, 3.0]])
+    key = jax.random.key(0)
+    calls = [
+        lambda w: lj.leaky_relu(w(x), w(0.2)),
+        lambda w: lj.leaky_relu(x, grad_at_zero=w(1.0)),
+        lambda w: lj.prelu(w(x), w(jnp.array([0.1, 0.2, 0.3]))),
+        lambda w: lj.rrelu(w(key), w(x), w(0.1), w(0.3)),
+        lambda w: lj.gain(w(0.2)),
+        lambda w: lj.he_normal(w(0.2))(w(key), (3, 4)),
+        lambda w: lj.he_uniform(w(0.2))(w(key), (3, 4)),
+        lambda w: lj.dead_units(w(x)),
+        lambda w: lj.dead_fraction(w(x)),
+        lambda w: lj.inverse_leaky_relu(w(x), w(0.5)),
+        lambda w: lj.leaky_relu_log_abs_det_jacobian(w(x), w(0.5)),
+    ]
+    for call in calls:
+        np.testing.assert_array_equal(call(JaxArrayLike), call(jnp.asarray))
+    # and under jit and grad, where the wrapped value is traced
+    g = jax.jit(jax.grad(lambda a: lj.leaky_relu(x, JaxArrayLike(a)).sum()))(jnp.float32(0.2))
+    assert g == -2.0
+
+
+def test_flax_nnx_param_slope():
+    nnx = pytest.importorskip("flax.nnx")
+
+    class PReLU(nnx.Module):
+        def __init__(self, channels):
+            self.slope = nnx.Param(jnp.zeros(channels))  # Keras's default: 0
+
+        def __call__(self, x):
+            return lj.prelu(x, self.slope)
+
+    model = PReLU(3)
+    x = jnp.array([[-2.0, 1.0, -1.0]])
+    np.testing.assert_array_equal(model(x), [[0.0, 1.0, 0.0]])
+    grads = nnx.grad(lambda m: m(x).sum())(model)
+    np.testing.assert_array_equal(grads.slope[...], [-2.0, 0.0, -1.0])
+    np.testing.assert_array_equal(
+        lj.leaky_relu(x, nnx.Param(jnp.float32(0.5))), [[-1.0, 1.0, -0.5]]
+    )

@@ -4,6 +4,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import parameterized
 
 import leakyjax as lj
@@ -75,3 +76,16 @@ class RreluTest(chex.TestCase):
         x = jnp.array([-2.0, 0.0, 3.0])
         y = self.variant(lambda x: lj.rrelu(None, x, 0.1, 0.3, deterministic=True))(x)
         np.testing.assert_array_equal(y, lj.leaky_relu(x, 0.2))
+
+
+def test_axis_is_validated_with_a_scalar_slope():
+    x = jnp.ones((2, 3))
+    for slope in (0.1, jnp.float32(0.1)):
+        with pytest.raises(ValueError, match="prelu: `axis`=2 is out of range"):
+            lj.prelu(x, slope, axis=2)
+        with pytest.raises(TypeError, match="prelu: `axis` must be an int"):
+            lj.prelu(x, slope, axis=1.0)
+        with pytest.raises(ValueError, match="prelu: `axis`=0 is out of range"):
+            lj.prelu(1.0, slope, axis=0)
+        np.testing.assert_array_equal(lj.prelu(x, slope, axis=-2), x)
+    np.testing.assert_array_equal(lj.prelu(-2.0, 0.5), -1.0)  # no axis: a 0-d x is fine
