@@ -50,3 +50,6 @@ html_title = f"leakyjax {release}"
 html_static_path = []
 html_last_updated_fmt = None
 pygments_style = "sphinx"
+# The search page fetches each result's page for a summary, which browsers refuse on file://:
+# without summaries, search works on a site opened from disk as on a served one.
+html_show_search_summary = False
