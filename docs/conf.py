@@ -42,6 +42,7 @@ suppress_warnings = ["myst.header"]
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
+autodoc_type_aliases = {"ArrayLike": "jax.typing.ArrayLike", "DTypeLike": "jax.typing.DTypeLike"}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 

@@ -59,7 +59,7 @@ class Chromium:
     def __init__(self, executable: str, profile: pathlib.Path, timeout: float = 60.0):
         self.timeout = timeout
         profile.mkdir(parents=True, exist_ok=True)
-        self.log = open(profile.parent / "chromium.log", "wb")  # noqa: SIM115
+        self.log = open(profile.parent / "chromium.log", "wb")
         self.process = subprocess.Popen(
             [executable, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdout=self.log,
@@ -146,7 +146,9 @@ class Chromium:
             screenshot.write_bytes(base64.b64decode(png))
         self.send("Target.closeTarget", targetId=target)
         page["requests"] = [
-            e["params"]["request"]["url"] for e in events if e["method"] == "Network.requestWillBeSent"
+            e["params"]["request"]["url"]
+            for e in events
+            if e["method"] == "Network.requestWillBeSent"
         ]
         page["failed"] = [
             e["params"]["errorText"] for e in events if e["method"] == "Network.loadingFailed"

@@ -30,7 +30,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 # Pages whose code is tested elsewhere: docs/errors.md, row by row, by tests/test_errors.py.
 TESTED_ELSEWHERE = {"errors.md"}
-BLOCK = re.compile(r"^(?:% test: xfail\((?P<xfail>[^\n]*)\)\n)?```python\n(?P<code>.*?)^```", re.S | re.M)
+BLOCK = re.compile(
+    r"^(?:% test: xfail\((?P<xfail>[^\n]*)\)\n)?```python\n(?P<code>.*?)^```", re.S | re.M
+)
 
 
 def _pages() -> list[pathlib.Path]:
@@ -201,7 +203,9 @@ def test_internal_links_resolve(site):
 
 @pytest.fixture(scope="module")
 def browser(site, tmp_path_factory):
-    pytest.importorskip("websocket", reason="websocket-client drives Chromium: pip install '.[docs]'")
+    pytest.importorskip(
+        "websocket", reason="websocket-client drives Chromium: pip install '.[docs]'"
+    )
     from tests import docs_browser
 
     executable = os.environ.get("LEAKYJAX_CHROMIUM") or docs_browser.find_chromium()
