@@ -15,8 +15,6 @@ import shutil
 import subprocess
 import time
 
-import websocket
-
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -73,6 +71,9 @@ class Chromium:
                 raise RuntimeError(f"chromium did not start; see {self.log.name}")
             time.sleep(0.1)
         port, path = port_file.read_text().splitlines()[:2]
+        # websocket-client (the docs extra) is imported here, so that collecting this module
+        # (pytest --doctest-modules) works without it.
+        import websocket
         self.socket = websocket.create_connection(f"ws://127.0.0.1:{port}{path}", timeout=timeout)
         self.ids = itertools.count(1)
 
