@@ -74,6 +74,7 @@ class Chromium:
         # websocket-client (the docs extra) is imported here, so that collecting this module
         # (pytest --doctest-modules) works without it.
         import websocket
+
         self.socket = websocket.create_connection(f"ws://127.0.0.1:{port}{path}", timeout=timeout)
         self.ids = itertools.count(1)
 
