@@ -236,8 +236,8 @@ def _shard_map(eqn, invals, rule, path):
         return ji.bind(eqn, invals), {}
     here = (*path, "jaxpr", None)
 
-    def body(*args: Any) -> list[Any]:
-        return evaluate(eqn.params["jaxpr"], args, rule, here)[0]
+    def body(*args: Any) -> tuple[Any, ...]:
+        return tuple(evaluate(eqn.params["jaxpr"], args, rule, here)[0])
 
     with ji.equation_context(eqn):
         return list(ji.shard_map_call(eqn, body)(*invals)), {}

@@ -224,11 +224,19 @@ def _producers(jaxpr: jex.Jaxpr) -> dict[Any, jex.JaxprEqn]:
     return {v: e for e in jaxpr.eqns for v in e.outvars}
 
 
-def _is_zero(atom: Any, producers: dict[Any, jex.JaxprEqn]) -> bool:
+def _is_zero(
+    atom: Any, producers: dict[Any, jex.JaxprEqn], outer: tuple[dict, dict] | None = None
+) -> bool:
+    """Whether ``atom`` is a zero (a literal, possibly cast, broadcast or made varying).
+    ``outer`` = (the jaxpr's invars to the caller's atoms, the caller's producers) follows
+    an input of a jit body out to its caller (jnp.where passes its zero in)."""
     while True:
         if isinstance(atom, jex.Literal):
             value = np.asarray(atom.val)
             return value.size == 1 and bool(value == 0)
+        if outer is not None and atom in outer[0]:
+            atom, producers, outer = outer[0][atom], outer[1], None
+            continue
         eqn = producers.get(atom)
         if eqn is None or eqn.primitive.name not in _ZERO_PASSTHROUGH or len(eqn.invars) != 1:
             return False
@@ -283,7 +291,8 @@ def where_relu_operand(eqn: jex.JaxprEqn, producers: dict[Any, jex.JaxprEqn]) ->
             return None
         bind_map = dict(zip(body.invars, outer_in, strict=True))
         pred, on_false, on_true = last.invars
-        if not _is_zero(on_false, inner) or on_true not in bind_map or pred not in bind_map:
+        zero = _is_zero(on_false, inner, (bind_map, producers))
+        if not zero or on_true not in bind_map or pred not in bind_map:
             return None
         pred, x = bind_map[pred], bind_map[on_true]
     elif eqn.primitive.name == P.select_n_p.name and len(outer_in) == 3:

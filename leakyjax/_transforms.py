@@ -82,7 +82,8 @@ class Traced:
 
 
 def _is_array(leaf: Any) -> bool:
-    return isinstance(leaf, (jax.Array, np.ndarray, np.generic))
+    # A ShapeDtypeStruct stands for an array when only tracing (relu_sites, a tracker's init).
+    return isinstance(leaf, (jax.Array, np.ndarray, np.generic, jax.ShapeDtypeStruct))
 
 
 def _group_and_path(path: tuple) -> tuple[Any, tuple] | None:
