@@ -53,7 +53,9 @@ def mlp(params, x, act=jax.nn.relu):
 
 def cnn(params, x, act=jax.nn.relu):  # NHWC
     for k in params["convs"]:
-        x = jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        x = jax.lax.conv_general_dilated(
+            x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
         x = act(x)
     return x.mean(axis=(1, 2)) @ params["head"]
 
@@ -78,7 +80,10 @@ MLP_PARAMS = [
     {"w": _normal(4, (8, 2)), "b": jnp.zeros(2)},
 ]
 X = _normal(5, (16, 3)).at[0].set(0.0)  # a row of zeros: pre-activations at the kink
-CNN_PARAMS = {"convs": [_normal(6, (3, 3, 2, 4)), _normal(7, (3, 3, 4, 4))], "head": _normal(8, (4, 3))}
+CNN_PARAMS = {
+    "convs": [_normal(6, (3, 3, 2, 4)), _normal(7, (3, 3, 4, 4))],
+    "head": _normal(8, (4, 3)),
+}
 IMAGES = _normal(9, (2, 5, 5, 2))
 RNN_PARAMS = {"w": _normal(10, (4, 4)), "u": _normal(11, (3, 4))}
 SEQ = _normal(12, (6, 3))
@@ -151,7 +156,9 @@ def _check(body, *args):
     g = jax.jit(jax.grad(lambda *a: jnp.sum(leaky(*a))))
     h = jax.jit(jax.grad(lambda *a: jnp.sum(twin(*a))))
     np.testing.assert_array_equal(g(*args), h(*args))
-    _same_program(jax.grad(lambda *a: jnp.sum(leaky(*a))), jax.grad(lambda *a: jnp.sum(twin(*a))), *args)
+    _same_program(
+        jax.grad(lambda *a: jnp.sum(leaky(*a))), jax.grad(lambda *a: jnp.sum(twin(*a))), *args
+    )
 
 
 def test_inner_jit_keeps_static_args_and_donation():
@@ -170,8 +177,9 @@ def test_inner_jit_keeps_static_args_and_donation():
 
 def test_cond_and_switch():
     def body(act):
-        return lambda x: jax.lax.cond(x.sum() > 0, act, lambda x: -act(x), x) + jax.lax.switch(
-            1, [jnp.sin, act, jnp.cos], x
+        return lambda x: (
+            jax.lax.cond(x.sum() > 0, act, lambda x: -act(x), x)
+            + jax.lax.switch(1, [jnp.sin, act, jnp.cos], x)
         )
 
     _check(body, X)
@@ -182,7 +190,9 @@ def test_while_and_fori_loops():
     def body(act):
         def f(x):
             y = jax.lax.fori_loop(0, 3, lambda i, c: act(c * 2.0 - 1.0), x)
-            z = jax.lax.while_loop(lambda c: c[1] < 2, lambda c: (act(c[0] - 1.0), c[1] + 1), (x, 0))
+            z = jax.lax.while_loop(
+                lambda c: c[1] < 2, lambda c: (act(c[0] - 1.0), c[1] + 1), (x, 0)
+            )
             return y + z[0]
 
         return f
@@ -353,7 +363,10 @@ def test_site_records():
 
 
 def test_names_from_dict_params_are_their_key_paths_and_do_not_depend_on_the_batch():
-    params = {"encoder": {"dense": {"kernel": jnp.ones((3, 4)), "bias": jnp.ones(4)}}, "head": jnp.ones((4, 1))}
+    params = {
+        "encoder": {"dense": {"kernel": jnp.ones((3, 4)), "bias": jnp.ones(4)}},
+        "head": jnp.ones((4, 1)),
+    }
 
     def f(p, x):
         d = p["encoder"]["dense"]
@@ -412,15 +425,39 @@ def test_site_selection_by_name_glob_and_predicate():
     "call,error,message",
     [
         (lambda: lj.leakify(3), TypeError, "leakify: `fn` must be callable"),
-        (lambda: lj.leakify(mlp, "0.1"), TypeError, "leakify: `negative_slope` must be a real scalar"),
-        (lambda: lj.leakify(mlp, float("nan")), ValueError, "leakify: `negative_slope` must be finite"),
-        (lambda: lj.leakify(mlp, 0.1, grad_at_zero=2.0), ValueError, "leakify: `grad_at_zero`=2.0 is not a subgradient"),
-        (lambda: lj.leakify(mlp, patterns=("relu", "gelu")), ValueError, "leakify: `patterns` must name"),
-        (lambda: lj.leakify(mlp, patterns=("leaky_relu",)), ValueError, "leakify: `patterns` must name"),
+        (
+            lambda: lj.leakify(mlp, "0.1"),
+            TypeError,
+            "leakify: `negative_slope` must be a real scalar",
+        ),
+        (
+            lambda: lj.leakify(mlp, float("nan")),
+            ValueError,
+            "leakify: `negative_slope` must be finite",
+        ),
+        (
+            lambda: lj.leakify(mlp, 0.1, grad_at_zero=2.0),
+            ValueError,
+            "leakify: `grad_at_zero`=2.0 is not a subgradient",
+        ),
+        (
+            lambda: lj.leakify(mlp, patterns=("relu", "gelu")),
+            ValueError,
+            "leakify: `patterns` must name",
+        ),
+        (
+            lambda: lj.leakify(mlp, patterns=("leaky_relu",)),
+            ValueError,
+            "leakify: `patterns` must name",
+        ),
         (lambda: lj.leakify(mlp, patterns=[1]), TypeError, "leakify: `patterns` must be a tuple"),
         (lambda: lj.leakify(mlp, sites=3), TypeError, "leakify: `sites` must be None"),
         (lambda: lj.relu_sites(None), TypeError, "relu_sites: `fn` must be callable"),
-        (lambda: lj.track_dead_units(mlp, unit_axis=1.0), TypeError, "track_dead_units: `unit_axis` must be an int"),
+        (
+            lambda: lj.track_dead_units(mlp, unit_axis=1.0),
+            TypeError,
+            "track_dead_units: `unit_axis` must be an int",
+        ),
     ],
 )
 def test_bad_arguments(call, error, message):
@@ -430,5 +467,7 @@ def test_bad_arguments(call, error, message):
 
 
 def test_a_traced_slope_is_refused():
-    with pytest.raises(TypeError, match="leakify: `negative_slope` must be a concrete Python number"):
+    with pytest.raises(
+        TypeError, match="leakify: `negative_slope` must be a concrete Python number"
+    ):
         jax.jit(lambda a: lj.leakify(mlp, a)(MLP_PARAMS, X))(0.1)

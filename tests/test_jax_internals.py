@@ -1,0 +1,78 @@
+"""Self-test of what the transforms assume about the installed JAX (leakyjax/_jax_internals.py).
+
+Each assumption is checked on the construct it describes; a new JAX that changes one fails
+here, loudly, before any transform gives a wrong answer.
+"""
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import PartitionSpec
+
+import leakyjax as lj
+from leakyjax import _jax_internals as ji
+
+X = jnp.linspace(-2.0, 2.0, 8).reshape(2, 4)
+
+
+def _primitives(f, *args):
+    return [e.primitive.name for e in jax.make_jaxpr(f)(*args).eqns]
+
+
+def test_jax_nn_relu_is_recognised():
+    (eqn,) = jax.make_jaxpr(jax.nn.relu)(X).eqns
+    assert ji.is_relu_custom_jvp(eqn), eqn
+    assert [s.kind for s in lj.relu_sites(jax.nn.relu)(X)] == ["relu"]
+
+
+def test_jax_nn_relu_is_recognised_inside_shard_map():
+    # shard_map makes the zero varying (pvary) before the max.
+    mesh = jax.make_mesh((1,), ("i",), axis_types=(jax.sharding.AxisType.Explicit,))
+    f = jax.shard_map(
+        jax.nn.relu, mesh=mesh, in_specs=PartitionSpec("i"), out_specs=PartitionSpec("i")
+    )
+    x = jax.device_put(X, jax.sharding.NamedSharding(mesh, PartitionSpec("i")))
+    assert [s.kind for s in lj.relu_sites(f)(x)] == ["relu"]
+
+
+def test_leakyjax_marker():
+    for f in (
+        lj.leaky_relu,
+        lambda x: lj.leaky_relu(x, jnp.float32(0.1)),
+        lambda x: lj.prelu(x, 0.2),
+    ):
+        assert [s.kind for s in lj.relu_sites(f)(X)] == ["leaky_relu"]
+
+
+def test_higher_order_primitive_names():
+    assert _primitives(jax.jit(jnp.sin), X) == [ji.JIT]
+    assert _primitives(jax.checkpoint(jnp.sin), X) == [ji.CHECKPOINT]
+    assert _primitives(lambda x: jax.lax.scan(lambda c, y: (c, y), 0.0, x), X) == [ji.SCAN]
+    assert ji.COND in _primitives(lambda x: jax.lax.cond(True, jnp.sin, jnp.cos, x), X)
+    assert _primitives(lambda x: jax.lax.while_loop(lambda c: c[0, 0] < 0, jnp.sin, x), X) == [
+        ji.WHILE
+    ]
+    assert _primitives(jax.nn.relu, X) == [ji.CUSTOM_JVP]
+    mesh = jax.make_mesh((1,), ("i",), axis_types=(jax.sharding.AxisType.Explicit,))
+    f = jax.shard_map(jnp.sin, mesh=mesh, in_specs=PartitionSpec(), out_specs=PartitionSpec())
+    assert _primitives(f, X) == [ji.SHARD_MAP]
+
+
+def test_scan_layout():
+    def f(w, x):
+        return jax.lax.scan(lambda c, y: ((c[0] + w, c[1] * y), y * w), (w, w), x)
+
+    (eqn,) = jax.make_jaxpr(f)(jnp.float32(2.0), X[0]).eqns
+    assert ji.scan_layout(eqn) == (1, 2)
+    assert set(ji.scan_options(eqn)) >= {"length", "reverse", "unroll"}
+
+
+def test_differentiation_recorder_restores_relu():
+    original = jax.nn.relu.jvp
+    with ji.record_relu_differentiation() as seen:
+        jax.make_jaxpr(jax.grad(lambda x: jax.nn.relu(x)))(1.0)
+    assert seen and jax.nn.relu.jvp is original
+
+
+def test_source_location_skips_leakyjax():
+    (eqn,) = jax.make_jaxpr(lambda x: lj.leaky_relu(x))(X).eqns  # built in leakyjax's files
+    assert ji.source_location(eqn).startswith("test_jax_internals.py:")
