@@ -273,7 +273,7 @@ def leakify(
         rewritten = [s for s in chosen if s.rewritable]
         if traced.differentiates_relu and any(s.kind == "relu" for s in rewritten):
             raise ValueError(
-                f"leakify: {_describe_fn(fn)} differentiates through a ReLU itself (a "
+                f"leakify: `fn` ({_describe_fn(fn)}) differentiates through a ReLU itself (a "
                 "jax.grad or jax.jvp inside it); rewriting the ReLU would leave its derivative "
                 "that of a ReLU. Apply leakify innermost, to the function being "
                 "differentiated: jax.grad(lj.leakify(f)), not lj.leakify(jax.grad(f))."
