@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import jax
 from jax.typing import DTypeLike
@@ -35,7 +35,12 @@ def gain(negative_slope: float = 0.01) -> float:
 
 
 def _variance_scaling(
-    fn: str, distribution: str, negative_slope: float, in_axis: Any, out_axis: Any, dtype: Any
+    fn: str,
+    distribution: Literal["truncated_normal", "uniform"],
+    negative_slope: float,
+    in_axis: Any,
+    out_axis: Any,
+    dtype: Any,
 ) -> jax.nn.initializers.Initializer:
     slope = v.check_real_scalar(fn, "negative_slope", negative_slope)
     v.check_axis_type(fn, "in_axis", in_axis)
@@ -50,10 +55,17 @@ def _variance_scaling(
         dtype=dtype,
     )
 
-    def init(key: jax.Array, shape: Sequence[int], dtype: DTypeLike = dtype) -> jax.Array:
+    # The signature of jax.nn.initializers.Initializer: dtype=None is the default float dtype,
+    # and out_sharding is passed on to jax.
+    def init(
+        key: jax.Array,
+        shape: Sequence[int],
+        dtype: DTypeLike | None = dtype,
+        out_sharding: Any = None,
+    ) -> jax.Array:
         v.check_key(fn, key)
         shape = v.check_shape(fn, "shape", shape)
-        dtype = v.check_float_dtype(fn, "dtype", dtype)
+        dtype = v.check_float_dtype(fn, "dtype", float if dtype is None else dtype)
         axes = {}
         for name, axis in (("in_axis", in_axis), ("out_axis", out_axis)):
             axes[name] = v.check_axes(fn, name, axis, len(shape))
@@ -62,7 +74,7 @@ def _variance_scaling(
                 f"{fn}: `in_axis`={in_axis} and `out_axis`={out_axis} share an axis of "
                 f"shape {shape}"
             )
-        return base(key, shape, dtype)
+        return base(key, shape, dtype, out_sharding=out_sharding)
 
     return init
 
