@@ -38,10 +38,14 @@ def test_rejected_call_fails(index):
         _load_usage().rejected_calls()[index]()
 
 
-def _targets() -> list[str]:
+def _package() -> str:
     # The leakyjax that the tests import: the source tree, or the installed wheel (whose
     # py.typed is then what makes it checkable for its users).
-    return [str(USAGE), str(pathlib.Path(leakyjax.__file__).parent)]
+    return str(pathlib.Path(leakyjax.__file__).parent)
+
+
+def _modules() -> list[pathlib.Path]:
+    return sorted(pathlib.Path(_package()).glob("*.py"))
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess:
@@ -51,8 +55,11 @@ def _run(command: list[str]) -> subprocess.CompletedProcess:
 @pytest.mark.typing
 def test_mypy_clean():
     pytest.importorskip("mypy", reason="mypy is not installed (pip install '.[dev]')")
-    proc = _run([sys.executable, "-m", "mypy", "--python-executable", sys.executable, *_targets()])
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    command = [sys.executable, "-m", "mypy", "--python-executable", sys.executable]
+    for target, files in ((["-p", "leakyjax"], len(_modules())), ([str(USAGE)], 1)):
+        proc = _run([*command, *target])
+        expected = f"Success: no issues found in {files} source file"
+        assert proc.returncode == 0 and expected in proc.stdout, proc.stdout + proc.stderr
 
 
 @pytest.mark.typing
@@ -60,5 +67,5 @@ def test_pyright_clean():
     pyright = shutil.which("pyright", path=str(pathlib.Path(sys.executable).parent))
     if pyright is None:
         pytest.skip("pyright is not installed (pip install '.[dev]')")
-    proc = _run([pyright, "--pythonpath", sys.executable, *_targets()])
+    proc = _run([pyright, "--pythonpath", sys.executable, str(USAGE), _package()])
     assert proc.returncode == 0, proc.stdout + proc.stderr
