@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +37,7 @@ def gain(negative_slope: float = 0.01) -> float:
 
 def _variance_scaling(
     fn: str,
-    distribution: str,
+    distribution: Literal["truncated_normal", "uniform"],
     negative_slope: float,
     in_axis: Any,
     out_axis: Any,

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, SupportsFloat, cast
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -116,7 +117,7 @@ def check_real_scalar(fn: str, name: str, value: Any) -> float:
     value = unwrap(value)
     if isinstance(value, (bool, np.bool_)) or not (
         isinstance(value, (jax.Array, np.ndarray, np.generic, numbers.Number))
-        and np.ndim(value) == 0
+        and getattr(value, "ndim", 0) == 0  # a Python number has no ndim
     ):
         raise TypeError(f"{fn}: `{name}` must be a real scalar, got {_describe(value)}")
     check_array(fn, name, value, allow_bool=False)
@@ -125,7 +126,7 @@ def check_real_scalar(fn: str, name: str, value: Any) -> float:
             f"{fn}: `{name}` must be a concrete Python number, not a traced value; "
             "it selects the derivative rule when the function is traced"
         )
-    result = float(value)
+    result = float(cast(SupportsFloat, value))  # check_array: a real dtype
     if not math.isfinite(result):
         raise ValueError(f"{fn}: `{name}` must be finite, got {result}")
     return result

@@ -14,6 +14,7 @@ after warm-up, over several rounds, and the median is reported. Prints a table (
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -82,7 +83,7 @@ def _forward(size: int, rounds: int, repeats: int, donate: bool) -> dict[str, fl
         candidates = {k: make(k) for k in fns}
     else:
         jitted = {k: jax.jit(f) for k, f in fns.items()}
-        candidates = {k: (lambda f=f: f(x0)) for k, f in jitted.items()}
+        candidates = {k: functools.partial(f, x0) for k, f in jitted.items()}
     seconds = _interleaved(candidates, rounds, repeats)
     return {k: nbytes / s / 1e9 for k, s in seconds.items()}
 
@@ -147,7 +148,7 @@ def _mlp(layers: int, width: int, batch: int, rounds: int, repeats: int) -> dict
 def _eager(rounds: int, repeats: int) -> dict[str, float]:
     x = jnp.linspace(-1.0, 1.0, 64)
     fns = _ACTIVATIONS
-    return _interleaved({k: (lambda f=f: f(x)) for k, f in fns.items()}, rounds, repeats)
+    return _interleaved({k: functools.partial(f, x) for k, f in fns.items()}, rounds, repeats)
 
 
 def run(

@@ -1,6 +1,9 @@
 import os
+import pathlib
+import sysconfig
 
 import hypothesis
+import pytest
 
 # Hypothesis profiles: "ci" (the default) runs the case counts the property tests promise
 # (10,100 in all), derandomized so that every run checks the same cases; "explore" runs as
@@ -21,3 +24,27 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f"hypothesis ({PROFILE} profile): {cases} generated cases run in property tests"
         )
+
+
+def _imported_leakyjax() -> pathlib.Path:
+    import leakyjax
+
+    return pathlib.Path(leakyjax.__file__).resolve().parent
+
+
+def pytest_report_header(config):
+    import leakyjax
+
+    return f"leakyjax {leakyjax.__version__} imported from {_imported_leakyjax()}"
+
+
+def pytest_configure(config):
+    # CI sets LEAKYJAX_TEST_INSTALLED=1: the tests must then run against the installed wheel
+    # (in this environment's site-packages), never against a source tree on sys.path.
+    if os.environ.get("LEAKYJAX_TEST_INSTALLED") == "1":
+        site = pathlib.Path(sysconfig.get_paths()["purelib"]).resolve()
+        if not _imported_leakyjax().is_relative_to(site):
+            raise pytest.UsageError(
+                f"LEAKYJAX_TEST_INSTALLED=1, but leakyjax was imported from "
+                f"{_imported_leakyjax()}, not from {site}"
+            )
