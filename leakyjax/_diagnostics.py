@@ -66,6 +66,7 @@ def _dead_units(fn: str, preactivations: Any, axis: int | tuple[int, ...]) -> ja
                 f"{axis} is reduced: {dead.shape} and {z_dead.shape}"
             )
         dead = z_dead if dead is None else dead & z_dead
+    assert dead is not None  # the tuple is not empty: checked above
     return dead
 
 

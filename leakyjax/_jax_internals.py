@@ -198,7 +198,7 @@ def shard_map_call(eqn: jex.JaxprEqn, body: Callable[..., Any]) -> Callable[...,
     the user's own call did."""
     params = eqn.params
     # jax 0.8 calls the manual axes `manual_axes`, later versions `newly_manual_axes`.
-    axes = params.get("newly_manual_axes", params.get("manual_axes"))
+    axes = params["newly_manual_axes" if "newly_manual_axes" in params else "manual_axes"]
     return jax.shard_map(
         body,
         mesh=params["mesh"],
@@ -249,7 +249,7 @@ def _single_call_body(jaxpr: jex.Jaxpr) -> jex.Jaxpr:
         eqn = jaxpr.eqns[0]
         if list(eqn.invars) != list(jaxpr.invars) or list(eqn.outvars) != list(jaxpr.outvars):
             break
-        inner = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
+        inner = eqn.params["jaxpr" if "jaxpr" in eqn.params else "call_jaxpr"]
         jaxpr = inner.jaxpr if isinstance(inner, jex.ClosedJaxpr) else inner
     return jaxpr
 
@@ -339,7 +339,7 @@ def record_relu_differentiation() -> Iterator[list[bool]]:
     change. ``custom_jvp`` reads its rule from the instance at each call, so a recorder put
     there sees it run.
     """
-    relu = jax.nn.relu
+    relu: Any = jax.nn.relu  # a jax.custom_jvp
     original = relu.jvp
     seen: list[bool] = []
     recording = [True]

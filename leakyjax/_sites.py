@@ -42,6 +42,12 @@ class Site:
       rewritable: whether :func:`leakyjax.leakify` can rewrite it.
       reason: why not, when it cannot (an integer ReLU, inside a custom derivative rule or
         an unsupported primitive); None otherwise.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, leakyjax as lj
+      >>> (site,) = lj.relu_sites(lambda x: jax.nn.relu(x.astype(jnp.int32)))(jnp.ones(3))
+      >>> site.kind, site.shape, site.rewritable, site.reason
+      ('relu', (3,), False, 'integer ReLU (int32): left as it is')
     """
 
     name: str
@@ -199,12 +205,8 @@ def _name(info: dict, leaf_paths: Sequence[tuple | None], sizes: dict[Any, int])
     if candidates:
         # Parameters and data both feed a first layer; the parameters are the argument with
         # the most leaves (Flax's variables, Haiku's params, an Equinox model).
-        group = max({c[0] for c in candidates}, key=lambda g: (sizes[g], str(g)))  # type: ignore[index]
-        paths = sorted(
-            tuple(_format_key(k) for k in c[1])  # type: ignore[index]
-            for c in candidates
-            if c[0] == group  # type: ignore[index]
-        )
+        group = max({c[0] for c in candidates}, key=lambda g: (sizes[g], str(g)))
+        paths = sorted(tuple(_format_key(k) for k in c[1]) for c in candidates if c[0] == group)
         # A Flax NNX Variable's array sits under `.value`: the parameter is the Variable.
         paths = [p[:-1] if p and p[-1] == "value" else p for p in paths]
         base = "/".join(_common_prefix(paths))

@@ -31,7 +31,15 @@ _MAX_COUNT = np.uint32(np.iinfo(np.uint32).max)
 
 class SiteState(NamedTuple):
     """What the tracker keeps per site: which units were ever active, and on how many
-    examples (per unit; saturates at 2**32 - 1)."""
+    examples (per unit; saturates at 2**32 - 1).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, leakyjax as lj
+      >>> tracker = lj.track_dead_units(jax.nn.relu)
+      >>> _, state = tracker.update(tracker.init(jnp.ones((2, 3))), jnp.array([[1.0, -1, 0]]))
+      >>> state  # doctest: +ELLIPSIS
+      {'...': SiteState(active=Array([ True, False, False], dtype=bool), examples=Array(1, dtype=uint32))}
+    """
 
     active: jax.Array
     examples: jax.Array
@@ -45,6 +53,14 @@ class DeadUnits(NamedTuple):
       fraction: the fraction of units that are dead (float32 scalar).
       units: the number of units.
       examples: the number of examples seen (per unit: batch times spatial positions).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, leakyjax as lj
+      >>> tracker = lj.track_dead_units(jax.nn.relu)
+      >>> _, state = tracker.update(tracker.init(jnp.ones((2, 3))), jnp.array([[1.0, -1, 0]]))
+      >>> (result,) = tracker.result(state).values()
+      >>> result.dead, result.units
+      (Array([False,  True,  True], dtype=bool), 3)
     """
 
     dead: jax.Array
@@ -54,7 +70,14 @@ class DeadUnits(NamedTuple):
 
 
 class DeadUnitTracker(NamedTuple):
-    """The functions :func:`leakyjax.track_dead_units` returns (see there)."""
+    """The functions :func:`leakyjax.track_dead_units` returns (see there).
+
+    Example:
+      >>> import jax, leakyjax as lj
+      >>> tracker = lj.track_dead_units(jax.nn.relu)
+      >>> tracker._fields
+      ('init', 'update', 'merge', 'result')
+    """
 
     init: Callable[..., dict[str, SiteState]]
     update: Callable[..., tuple[Any, dict[str, SiteState]]]

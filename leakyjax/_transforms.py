@@ -8,7 +8,7 @@ import functools
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.extend.core as jex
@@ -50,8 +50,10 @@ def check_patterns(fn_name: str, patterns: Any, allowed: Sequence[str]) -> tuple
 
 
 def check_sites(fn_name: str, sites: Any) -> SiteSelection:
-    if sites is None or callable(sites):
-        return sites
+    if sites is None:
+        return None
+    if callable(sites):
+        return cast(Callable[[Site], bool], sites)
     if isinstance(sites, str):
         return (sites,)
     if isinstance(sites, (tuple, list)) and all(isinstance(s, str) for s in sites):

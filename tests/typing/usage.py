@@ -60,6 +60,23 @@ def correct_use() -> list[jax.Array | float]:
             make(0.2, in_axis=(0, 1), out_axis=-1, dtype=jnp.float32)(key, (2, 2, 3)),
             _uses_initializer(init),
         ]
+    params = {"dense": {"w": jnp.ones((3, 4))}}
+
+    def model(p: dict, x: jax.Array) -> jax.Array:
+        return jax.nn.relu(x @ p["dense"]["w"])
+
+    out.append(lj.leakify(model)(params, x))
+    out.append(lj.leakify(model, 0.2, grad_at_zero=1.0, patterns=("relu", "where"))(params, x))
+    out.append(lj.leakify(model, sites=["dense"])(params, x))
+    out.append(lj.leakify(model, sites=lambda site: site.kind == "relu")(params, x))
+    sites: tuple[lj.Site, ...] = lj.relu_sites(model)(params, x)
+    names: list[str] = [site.name for site in sites]
+    tracker: lj.DeadUnitTracker = lj.track_dead_units(model, unit_axis=-1)
+    state = tracker.init(params, x)
+    loss, state = jax.jit(tracker.update)(state, params, x)
+    state = tracker.merge(state, state)
+    result: lj.DeadUnits = tracker.result(state)[names[0]]
+    out += [loss, result.dead, result.fraction]
     value: float = lj.gain()
     array: jax.Array = lj.leaky_relu(x)
     activation: Callable[[jax.Array], jax.Array] = lj.leaky_relu
@@ -77,4 +94,6 @@ def rejected_calls() -> list[Callable[[], object]]:
         lambda: lj.gain("0.2"),  # type: ignore[arg-type]
         lambda: lj.he_normal(0.2, in_axis=1.0),  # type: ignore[arg-type]
         lambda: lj.inverse_leaky_relu(x, negative_slope="0.2"),  # type: ignore[arg-type]
+        lambda: lj.leakify(jnp.sin, "0.2"),  # type: ignore[arg-type]
+        lambda: lj.track_dead_units(jnp.sin, unit_axis=1.0),  # type: ignore[arg-type]
     ]
