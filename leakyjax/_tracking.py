@@ -172,8 +172,8 @@ def track_dead_units(
         return SiteState(jnp.zeros(units(site), bool), jnp.zeros((), jnp.uint32))
 
     def traced_sites(args: tuple, kwargs: dict) -> tuple[Any, list[Site], Callable]:
-        pure, extra, finish = NNXAdapter.wrap(fn)
-        traced = trace(pure, (*extra, *args), kwargs, patterns)
+        pure, args, kwargs, finish = NNXAdapter.wrap(fn, args, kwargs)
+        traced = trace(pure, args, kwargs, patterns)
         chosen = select("track_dead_units", traced.sites, selection)
         warn_not_handled("track_dead_units", chosen)
         return traced, [s for s in chosen if s.rewritable], finish
