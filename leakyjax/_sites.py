@@ -69,8 +69,8 @@ def find(
     """The sites of ``closed`` matching ``patterns``, named from ``leaf_paths``: per input,
     ``(argument, key path)`` (None for an input that names nothing, like a data array)."""
     raw: list[tuple[str, dict]] = []
-    origins = [frozenset([i]) if p is not None else frozenset() for i, p in enumerate(leaf_paths)]
-    _walk(closed.jaxpr, origins, (), (), None, tuple(patterns), raw)
+    origins = [{i: _UNJOINED} if p is not None else {} for i, p in enumerate(leaf_paths)]
+    _walk(closed.jaxpr, origins, (), (), None, tuple(patterns), raw, [0])
     sizes: dict[Any, int] = {}
     for p in leaf_paths:
         if p is not None:
@@ -92,17 +92,35 @@ def find(
     ]
 
 
-def _walk(jaxpr, origins, path, contexts, blocked, patterns, out) -> list[frozenset]:
+# Origins: which inputs of the traced function reach a value without passing through
+# another site (so a layer's pre-activation is named after its own parameters), each with
+# the step at which it joined the data flow: a parameter joins when an equation combines it
+# with another origin (a bias joins the matmul's output after the kernel joined the data;
+# a kernel joins a normalization's output). The ones that joined last name the site.
+_UNJOINED = -1
+
+
+def _combine(inputs: list[dict[int, int]], step: int) -> dict[int, int]:
+    joined = sum(1 for d in inputs if d) >= 2
+    result: dict[int, int] = {}
+    for d in inputs:
+        for leaf, t in d.items():
+            t = step if joined and t == _UNJOINED else t
+            result[leaf] = min(result.get(leaf, t), t) if leaf in result else t
+    return result
+
+
+def _walk(jaxpr, origins, path, contexts, blocked, patterns, out, clock) -> list[dict]:
     """Adds the sites of ``jaxpr`` to ``out``; returns the origins of its outputs.
 
-    ``origins[i]`` is the set of inputs (by index) that reach ``jaxpr``'s invar i without
-    passing through another site; ``blocked`` is why sites here cannot be rewritten, if so.
+    ``origins[i]`` are the origins of ``jaxpr``'s invar i; ``blocked`` is why sites here
+    cannot be rewritten, if so; ``clock`` counts the equations walked.
     """
-    env: dict[Any, frozenset] = dict(zip(jaxpr.invars, origins, strict=True))
+    env: dict[Any, dict] = dict(zip(jaxpr.invars, origins, strict=True))
     producers = {v: e for e in jaxpr.eqns for v in e.outvars}
 
     def read(atom):
-        return env.get(atom, frozenset()) if not isinstance(atom, jex.Literal) else frozenset()
+        return env.get(atom, {}) if not isinstance(atom, jex.Literal) else {}
 
     for i, eqn in enumerate(jaxpr.eqns):
         here = (*path, i)
@@ -128,13 +146,16 @@ def _walk(jaxpr, origins, path, contexts, blocked, patterns, out) -> list[frozen
                 )
             )
             for v in eqn.outvars:  # the next layer's name comes from its own parameters
-                env[v] = frozenset()
+                env[v] = {}
             continue
-        all_in = frozenset().union(*map(read, eqn.invars)) if eqn.invars else frozenset()
-        outs: list[frozenset] | None = None
+        clock[0] += 1
+        all_in = _combine([read(v) for v in eqn.invars], clock[0])
+        outs: list[dict] | None = None
         for body in ji.bodies(eqn):
             inner = body.jaxpr.jaxpr if isinstance(body.jaxpr, jex.ClosedJaxpr) else body.jaxpr
-            inner_origins = [read(eqn.invars[j]) if j is not None else all_in for j in body.inputs]
+            inner_origins = [
+                dict(read(eqn.invars[j])) if j is not None else all_in for j in body.inputs
+            ]
             label = ji.CONTEXT_LABEL.get(eqn.primitive.name)
             body_outs = _walk(
                 inner,
@@ -144,12 +165,13 @@ def _walk(jaxpr, origins, path, contexts, blocked, patterns, out) -> list[frozen
                 blocked if blocked is not None else _blocked_reason(eqn),
                 patterns,
                 out,
+                clock,
             )
             if len(body_outs) == len(eqn.outvars):  # outputs one to one (a while's body)
                 outs = (
                     body_outs
                     if outs is None
-                    else [a | b for a, b in zip(outs, body_outs, strict=True)]
+                    else [{**a, **b} for a, b in zip(outs, body_outs, strict=True)]
                 )
         for k, var in enumerate(eqn.outvars):
             env[var] = outs[k] if outs is not None else all_in
@@ -200,7 +222,9 @@ def _format_key(key: Any) -> str:
 
 
 def _name(info: dict, leaf_paths: Sequence[tuple | None], sizes: dict[Any, int]) -> str:
-    candidates = [leaf_paths[i] for i in info["origins"]]
+    origins = info["origins"]
+    last = max(origins.values(), default=None)
+    candidates = [leaf_paths[i] for i, t in origins.items() if t == last]
     base = ""
     if candidates:
         # Parameters and data both feed a first layer; the parameters are the argument with

@@ -207,10 +207,10 @@ def test_linen_normalization_clamp_left_alone_by_default():
     variables = model.init(jax.random.key(0), X)
     for batch in (2, 8):  # names do not depend on the batch size
         sites = lj.relu_sites(model.apply)(variables, X[:batch], mutable=["batch_stats"])
-        # The second pre-activation is fed by LayerNorm_0 and Dense_1: their common prefix.
+        # The second pre-activation is BatchNorm_0's output: its parameters joined last.
         assert [(s.name, s.kind, s.shape) for s in sites] == [
             ("params/Dense_0", "relu", (batch, 6)),
-            ("params", "relu", (batch, 5)),
+            ("params/BatchNorm_0", "relu", (batch, 5)),
         ]
     out, _ = lj.leakify(model.apply, SLOPE)(variables, X, mutable=["batch_stats"])
     assert np.all(np.isfinite(out))
@@ -219,8 +219,7 @@ def test_linen_normalization_clamp_left_alone_by_default():
     sites = lj.relu_sites(model.apply, patterns=("relu", "maximum"))(
         variables, X, mutable=["batch_stats"]
     )
-    # LayerNorm's clamp (per example) and BatchNorm's (per feature); BatchNorm's is named
-    # by the parameters feeding its input (Dense_1 and LayerNorm_0: their prefix, `params`).
+    # LayerNorm's clamp (per example) and BatchNorm's (per feature).
     clamps = [(s.kind, s.shape) for s in sites if s.kind == "maximum"]
     assert clamps == [("maximum", (8,)), ("maximum", (5,))]
     assert sites[1].name == "Net/LayerNorm_0"
