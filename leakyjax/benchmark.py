@@ -8,7 +8,12 @@ after warm-up, over several rounds, and the median is reported. Prints a table (
 2. forward + backward throughput of the same three;
 3. an MLP training step: time and saved-residual bytes, leakyjax vs ``jax.nn.leaky_relu`` vs
    ``jax.nn.relu``;
-4. eager call latency on a small array (the notebook case).
+4. eager call latency on a small array (the notebook case);
+5. the transforms: ``jax.jit(jax.grad(leakify(f)))`` of an MLP written with ``jax.nn.relu``
+   against the same MLP written with ``leakyjax.leaky_relu`` by hand (trace + lower time, first
+   call with compilation, step time, and whether they lower to the same program), and the
+   overhead of ``track_dead_units`` on a jitted training step (``tracker.update`` through
+   ``value_and_grad(..., has_aux=True)`` against the plain step).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import re
 import statistics
 import sys
 import time
@@ -151,6 +157,84 @@ def _eager(rounds: int, repeats: int) -> dict[str, float]:
     return _interleaved({k: functools.partial(f, x) for k, f in fns.items()}, rounds, repeats)
 
 
+def _fresh_timing(candidates: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Median seconds of one call of each candidate, each call starting from empty caches
+    (so that tracing, lowering and compiling are timed, not looked up), interleaved."""
+
+    def cold(fn: Callable[[], object]) -> Callable[[], object]:
+        def run() -> object:
+            jax.clear_caches()
+            return fn()
+
+        return run
+
+    return _interleaved({k: cold(f) for k, f in candidates.items()}, rounds, 1)
+
+
+def _program_text(lowered: object) -> str:
+    # The module is named after the jitted function; the program is the rest.
+    return re.sub(r"module @\S+", "module", lowered.as_text())
+
+
+def _transforms(layers: int, width: int, batch: int, rounds: int) -> dict[str, dict]:
+    """leakify against the hand-written twin, and the tracker's cost in a training step."""
+    params = mlp_params(jax.random.key(0), layers, width)
+    x = jax.random.normal(jax.random.key(1), (batch, width))
+    losses = {
+        "hand-written": lambda p, x: mlp_loss(lj.leaky_relu, p, x),
+        "leakify": lj.leakify(lambda p, x: mlp_loss(jax.nn.relu, p, x)),
+    }
+
+    def fresh_grad(loss: Callable) -> Callable:
+        # A new function object each time: nothing traced before can be reused.
+        return jax.jit(jax.grad(lambda p, x: loss(p, x)))
+
+    def lower(loss: Callable) -> None:
+        fresh_grad(loss).lower(params, x)
+
+    lower_s = _fresh_timing({k: (lambda f=f: lower(f)) for k, f in losses.items()}, rounds)
+    first_call_s = _fresh_timing(
+        {k: (lambda f=f: fresh_grad(f)(params, x)) for k, f in losses.items()}, rounds
+    )
+    grads = {k: jax.jit(jax.grad(f)) for k, f in losses.items()}
+    step_s = _interleaved({k: (lambda g=g: g(params, x)) for k, g in grads.items()}, rounds, 3)
+    same_program = len({_program_text(g.lower(params, x)) for g in grads.values()}) == 1
+
+    relu_loss = lambda p, x: mlp_loss(jax.nn.relu, p, x)  # noqa: E731
+    tracker = lj.track_dead_units(relu_loss)
+    state = tracker.init(params, x)
+
+    @jax.jit
+    def plain_step(params: list, state: dict) -> tuple:
+        loss, g = jax.value_and_grad(relu_loss)(params, x)
+        return jax.tree.map(lambda p, g: p - 1e-3 * g, params, g), state, loss
+
+    @jax.jit
+    def tracked_step(params: list, state: dict) -> tuple:
+        (loss, state), g = jax.value_and_grad(lambda p: tracker.update(state, p, x), has_aux=True)(
+            params
+        )
+        return jax.tree.map(lambda p, g: p - 1e-3 * g, params, g), state, loss
+
+    train_s = _interleaved(
+        {
+            "plain": lambda: plain_step(params, state),
+            "with tracker.update": lambda: tracked_step(params, state),
+        },
+        rounds,
+        3,
+    )
+    return {
+        "leakify": {
+            "lower_s": lower_s,
+            "first_call_s": first_call_s,
+            "step_s": step_s,
+            "same_program": same_program,
+        },
+        "tracker_step_s": train_s,
+    }
+
+
 def run(
     size: int = 1 << 24,
     layers: int = 4,
@@ -159,24 +243,27 @@ def run(
     rounds: int = 15,
     quiet: bool = False,
 ) -> dict:
-    """Runs all four measurements and returns their results (ratios included)."""
+    """Runs all five measurements and returns their results (ratios included)."""
     result: dict = {"backend": jax.default_backend(), "devices": len(jax.devices()), "size": size}
     big = max(1, min(10, (1 << 26) // max(size, 1)))
-    _log(quiet, f"[1/4] forward, {size:,} float32 elements ...")
+    _log(quiet, f"[1/5] forward, {size:,} float32 elements ...")
     result["forward_fresh_gbs"] = _forward(size, rounds, big, donate=False)
     result["forward_donated_gbs"] = _forward(size, rounds, big, donate=True)
-    _log(quiet, "[2/4] forward + backward ...")
+    _log(quiet, "[2/5] forward + backward ...")
     result["forward_backward_gbs"] = _forward_backward(size, rounds, big)
-    _log(quiet, f"[3/4] MLP step, {layers} layers of {width}, batch {batch} ...")
+    _log(quiet, f"[3/5] MLP step, {layers} layers of {width}, batch {batch} ...")
     result["mlp"] = _mlp(layers, width, batch, rounds, 3)
-    _log(quiet, "[4/4] eager call latency ...")
+    _log(quiet, "[4/5] eager call latency ...")
     result["eager_s"] = _eager(rounds, 200)
+    _log(quiet, f"[5/5] leakify and track_dead_units, MLP {layers} x {width}, batch {batch} ...")
+    result["transforms"] = _transforms(layers, width, batch, rounds)
     fw, fwd, fb = (
         result["forward_fresh_gbs"],
         result["forward_donated_gbs"],
         result["forward_backward_gbs"],
     )
     mlp, eager = result["mlp"], result["eager_s"]
+    leaky, tracked = result["transforms"]["leakify"], result["transforms"]["tracker_step_s"]
     result["ratios"] = {
         "forward vs jax.nn (fresh)": fw["leakyjax"] / fw["jax.nn"],
         "forward vs copy (fresh)": fw["leakyjax"] / fw["copy"],
@@ -190,6 +277,13 @@ def run(
         / mlp["jax.nn"]["residual_bytes"],
         "eager latency vs jax.nn": eager["leakyjax"] / eager["jax.nn"],
         "eager latency vs relu": eager["leakyjax"] / eager["relu"],
+        "leakify step time vs hand-written": leaky["step_s"]["leakify"]
+        / leaky["step_s"]["hand-written"],
+        "leakify trace+lower time vs hand-written": leaky["lower_s"]["leakify"]
+        / leaky["lower_s"]["hand-written"],
+        "leakify first call (trace+compile) vs hand-written": leaky["first_call_s"]["leakify"]
+        / leaky["first_call_s"]["hand-written"],
+        "training step with tracker vs without": tracked["with tracker.update"] / tracked["plain"],
     }
     return result
 
@@ -223,6 +317,28 @@ def format_table(result: dict) -> str:
         f"| eager call us (ref: relu) | {e['leakyjax'] * 1e6:.1f} | {e['jax.nn'] * 1e6:.1f} | "
         f"{e['relu'] * 1e6:.1f} |"
     )
+    leaky, tracked = result["transforms"]["leakify"], result["transforms"]["tracker_step_s"]
+    lines += [
+        "",
+        "| jit(grad(f)) of the MLP | leakify(relu model) | hand-written lj.leaky_relu |",
+        "|---|---|---|",
+    ]
+    for key, label in [
+        ("lower_s", "trace + lower ms"),
+        ("first_call_s", "first call ms (trace, lower, compile, run)"),
+        ("step_s", "step ms"),
+    ]:
+        lines.append(
+            f"| {label} | {leaky[key]['leakify'] * 1e3:.2f} | "
+            f"{leaky[key]['hand-written'] * 1e3:.2f} |"
+        )
+    lines.append(f"| same StableHLO | {'yes' if leaky['same_program'] else 'NO'} | |")
+    lines += [
+        "",
+        "| MLP training step (relu) | with tracker.update | plain |",
+        "|---|---|---|",
+        f"| step ms | {tracked['with tracker.update'] * 1e3:.2f} | {tracked['plain'] * 1e3:.2f} |",
+    ]
     lines += ["", "| ratio | value |", "|---|---|"]
     lines += [f"| {k} | {v:.3f} |" for k, v in result["ratios"].items()]
     return "\n".join(lines)
