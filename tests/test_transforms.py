@@ -333,6 +333,21 @@ def test_relus_in_custom_derivative_rules_are_listed_and_left_alone():
     np.testing.assert_array_equal(out, softish(X) + clipped(X) + lj.leaky_relu(X))
 
 
+def test_relus_in_other_primitives_are_listed_and_left_alone():
+    def f(x):
+        matvec = lambda v: v * 2.0  # noqa: E731
+        solve = lambda mv, b: jax.nn.relu(b) / 2.0  # noqa: E731
+        return jax.lax.custom_linear_solve(matvec, x, solve) + jax.nn.relu(x)
+
+    sites = lj.relu_sites(f)(X)
+    assert [s.rewritable for s in sites].count(False) >= 1
+    blocked = [s for s in sites if not s.rewritable]
+    assert all("custom_linear_solve" in s.reason for s in blocked)
+    with pytest.warns(UserWarning, match="left as they are"):
+        out = lj.leakify(f)(X)
+    np.testing.assert_array_equal(out, jax.nn.relu(X) / 2.0 + lj.leaky_relu(X))
+
+
 def test_differentiating_through_a_relu_inside_is_refused():
     def meta(params, x):
         inner = jax.grad(lambda p: mlp(p, x).sum())(params)

@@ -152,15 +152,10 @@ def test_tracking_a_sharded_batch_equals_one_device(mesh):
     jax.tree.map(np.testing.assert_array_equal, on_mesh, one_device)
 
 
-def test_pmap_rewritten_where_jax_builds_it_from_shard_map_else_left_alone():
-    # jax >= 0.9 builds pmap from jit and shard_map, which leakify re-binds through; older
-    # versions have a pmap primitive of their own, whose body is left alone, with a warning.
-    f, twin = jax.pmap(jax.nn.relu), jax.pmap(lj.leaky_relu)
+def test_leakify_through_pmap():
+    # jax (0.8 to 0.12 at least) builds pmap from jit and shard_map, which leakify re-binds
+    # through.
     x = _x((8, 3))
-    (site,) = lj.relu_sites(f)(x)
-    if site.rewritable:
-        np.testing.assert_array_equal(lj.leakify(f)(x), twin(x))
-    else:
-        assert "pmap" in site.reason
-        with pytest.warns(UserWarning, match="left as they are"):
-            np.testing.assert_array_equal(lj.leakify(f)(x), f(x))
+    (site,) = lj.relu_sites(jax.pmap(jax.nn.relu))(x)
+    assert site.rewritable
+    np.testing.assert_array_equal(lj.leakify(jax.pmap(jax.nn.relu))(x), jax.pmap(lj.leaky_relu)(x))
