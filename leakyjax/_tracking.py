@@ -37,8 +37,9 @@ class SiteState(NamedTuple):
       >>> import jax, jax.numpy as jnp, leakyjax as lj
       >>> tracker = lj.track_dead_units(jax.nn.relu)
       >>> _, state = tracker.update(tracker.init(jnp.ones((2, 3))), jnp.array([[1.0, -1, 0]]))
-      >>> state  # doctest: +ELLIPSIS
-      {'...': SiteState(active=Array([ True, False, False], dtype=bool), examples=Array(1, dtype=uint32))}
+      >>> (site_state,) = state.values()
+      >>> site_state.active, int(site_state.examples)
+      (Array([ True, False, False], dtype=bool), 1)
     """
 
     active: jax.Array
