@@ -249,15 +249,16 @@ def leakify(
       \end{cases}
 
     with its exact derivative rule (at :math:`x = 0`, ``grad_at_zero``; None means
-    :math:`\alpha`). Values and gradients are bit for bit those of the same model written
-    with :func:`leakyjax.leaky_relu` by hand, and ``jax.jit`` of the result compiles to the
-    same program. Like ``jax.grad``, it is a function transformation: the result composes
+    :math:`\alpha`). Under ``jax.jit``, values and gradients are bit for bit those of the
+    same model written with :func:`leakyjax.leaky_relu` by hand, and the result compiles to
+    the same program (an eager call runs the traced program equation by equation, as
+    ``jax.core.eval_jaxpr`` does). Like ``jax.grad``, it is a function transformation: the result composes
     with ``jit``, ``grad``, ``vmap`` and the rest, and ``fn`` is traced on each call of the
     result (so jit it, as you would the model).
 
     What it does not rewrite, it says (a warning): ReLUs inside a ``custom_jvp`` or
     ``custom_vjp`` of your own (their rule encodes ReLU's derivative), inside primitives it
-    does not re-bind through (``pmap``, ``custom_linear_solve``, ``pallas_call``...), and
+    does not re-bind through (``custom_linear_solve``, ``pallas_call``...), and
     integer ReLUs. It warns when it finds no ReLU at all. If ``fn`` differentiates through
     a ReLU itself (``jax.grad`` inside ``fn``), it raises: apply ``leakify`` innermost, to
     the function being differentiated.
@@ -273,7 +274,7 @@ def leakify(
       patterns: what counts as a ReLU: ``"relu"`` (``jax.nn.relu``, matched by structure);
         opt in to ``"maximum"`` (``jnp.maximum(x, 0)``) and ``"where"`` (``jnp.where(x > 0,
         x, 0)``) only where you know they are activations: normalization layers clamp
-        variances with ``maximum(0, var)``, and a Leaky ReLU there gives NaN.
+        variances with ``maximum(0, var)``, which a Leaky ReLU would let go negative.
       sites: which sites to rewrite: None (all), a sequence of site names or glob patterns
         (see :func:`leakyjax.relu_sites`), or a predicate on a :class:`leakyjax.Site`.
 
