@@ -27,23 +27,25 @@ Observations = dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
-class Rule:
-    """What happens at the selected sites.
+class Observer:
+    """How observations combine (a monoid: ``combine`` with identity ``empty(site)``) and
+    cross a primitive's boundary (``flatten`` to ``arity`` arrays, ``unflatten`` back)."""
 
-    ``apply(site, eqn, invals)`` returns the site's outputs and its observation (None
-    when the rule observes nothing). Observing rules also give, per site, the identity of
-    ``combine`` (``empty``), ``combine`` itself, and how an observation flattens to
-    ``arity`` arrays and back.
-    """
+    empty: Callable[[Site], Any]
+    combine: Callable[[Any, Any], Any]
+    arity: int
+    flatten: Callable[[Any], list[Any]]
+    unflatten: Callable[[list[Any]], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """What happens at the selected sites: ``apply(site, eqn, invals)`` returns the site's
+    outputs and its observation (None for a rule without ``observer``)."""
 
     sites: dict[tuple, Site]
     apply: Callable[[Site, jex.JaxprEqn, list[Any]], tuple[list[Any], Any]]
-    observes: bool = False
-    empty: Callable[[Site], Any] | None = None
-    arity: int = 0
-    combine: Callable[[Any, Any], Any] | None = None
-    flatten: Callable[[Any], list[Any]] | None = None
-    unflatten: Callable[[list[Any]], Any] | None = None
+    observer: Observer | None = None
 
     def below(self, path: tuple) -> list[Site]:
         n = len(path)
@@ -86,26 +88,40 @@ def evaluate(
 
 def _merge_into(observed: Observations, new: Observations, rule: Rule) -> None:
     for name, value in new.items():
-        observed[name] = value if name not in observed else rule.combine(observed[name], value)  # type: ignore[misc]
+        if name in observed:
+            assert rule.observer is not None
+            value = rule.observer.combine(observed[name], value)
+        observed[name] = value
 
 
 # --- Observations as flat lists (to cross a primitive's boundary) -------------------------
 
 
+# ``sites`` is empty for a rule without an observer: nothing crosses.
+
+
 def _flat(rule: Rule, sites: list[Site], observed: Observations) -> list[Any]:
     out: list[Any] = []
     for site in sites:
+        assert rule.observer is not None
         value = observed.get(site.name)
-        out += rule.flatten(value if value is not None else rule.empty(site))  # type: ignore[misc]
+        out += rule.observer.flatten(value if value is not None else rule.observer.empty(site))
     return out
 
 
 def _unflat(rule: Rule, sites: list[Site], flat: Sequence[Any]) -> Observations:
     observed, k = {}, 0
     for site in sites:
-        observed[site.name] = rule.unflatten(list(flat[k : k + rule.arity]))  # type: ignore[misc]
-        k += rule.arity
+        assert rule.observer is not None
+        n = rule.observer.arity
+        observed[site.name] = rule.observer.unflatten(list(flat[k : k + n]))
+        k += n
     return observed
+
+
+def _observed_below(rule: Rule, path: tuple) -> list[Site]:
+    """The sites under ``path`` whose observations cross its boundary."""
+    return rule.below(path) if rule.observer is not None else []
 
 
 # --- Handlers of the higher-order primitives ---------------------------------------------
@@ -129,7 +145,7 @@ def _call(param: str) -> Callable:
 
     def handler(eqn, invals, rule, path):
         here = (*path, param, None)
-        if rule.observes:
+        if rule.observer is not None:
             with ji.equation_context(eqn):
                 return evaluate(eqn.params[param], invals, rule, here)
         name = str(eqn.params.get("name", eqn.primitive.name))
@@ -142,7 +158,7 @@ def _call(param: str) -> Callable:
 def _checkpoint(eqn, invals, rule, path):
     # jax.checkpoint's body is an open jaxpr: constants become leading inputs.
     here = (*path, "jaxpr", None)
-    observe = rule.below(here) if rule.observes else []
+    observe = _observed_below(rule, here)
     body = _retraced(eqn.params["jaxpr"], rule, here, "checkpoint", observe)
     jaxpr, consts = ji.without_consts(body)
     outs = ji.bind(eqn, [*consts, *invals], jaxpr=jaxpr)
@@ -153,9 +169,7 @@ def _checkpoint(eqn, invals, rule, path):
 def _merged(rule: Rule, sites: list[Site], carried: Sequence[Any], observed: Observations) -> list:
     """The flat observations ``carried`` across iterations, combined with this iteration's."""
     state = _unflat(rule, sites, carried)
-    for site in sites:
-        if site.name in observed:
-            state[site.name] = rule.combine(state[site.name], observed[site.name])  # type: ignore[misc]
+    _merge_into(state, {s.name: observed[s.name] for s in sites if s.name in observed}, rule)
     return _flat(rule, sites, state)
 
 
@@ -165,7 +179,7 @@ def _scan(eqn, invals, rule, path):
     # the iterations.
     here = (*path, "jaxpr", None)
     num_consts, num_carry = ji.scan_layout(eqn)
-    observe = rule.below(here) if rule.observes else []
+    observe = _observed_below(rule, here)
     body = eqn.params["jaxpr"]
     consts = invals[:num_consts]
     init, xs = invals[num_consts : num_consts + num_carry], invals[num_consts + num_carry :]
@@ -186,8 +200,8 @@ def _while(eqn, invals, rule, path):
     # Bound again through lax.while_loop, as scan is.
     cond_nconsts, body_nconsts = ji.while_layout(eqn)
     cond_path, body_path = (*path, "cond_jaxpr", None), (*path, "body_jaxpr", None)
-    observe = rule.below(body_path) if rule.observes else []
-    if rule.observes and rule.below(cond_path):
+    observe = _observed_below(rule, body_path)
+    if _observed_below(rule, cond_path):
         warnings.warn(
             "track_dead_units: ReLUs in a while_loop's condition are evaluated but not "
             f"tracked: {[s.name for s in rule.below(cond_path)]}",
@@ -215,7 +229,7 @@ def _while(eqn, invals, rule, path):
 def _cond(eqn, invals, rule, path):
     # Every branch returns the observations of all branches' sites (the identity for those
     # it does not contain), so the taken branch's are what comes out.
-    observe = rule.below(path) if rule.observes else []
+    observe = _observed_below(rule, path)
     branches = tuple(
         _retraced(branch, rule, (*path, "branches", i), "cond_branch", observe)
         for i, branch in enumerate(eqn.params["branches"])
@@ -226,7 +240,7 @@ def _cond(eqn, invals, rule, path):
 
 
 def _shard_map(eqn, invals, rule, path):
-    if rule.observes:
+    if _observed_below(rule, path):
         warnings.warn(
             "track_dead_units: ReLUs inside a shard_map in the tracked function are not "
             f"tracked: {[s.name for s in rule.below(path)]}. Call the tracker's update inside "

@@ -13,7 +13,7 @@ import numpy as np
 from leakyjax import _jax_internals as ji
 from leakyjax import _sites
 from leakyjax import _validation as v
-from leakyjax._interpreter import Rule
+from leakyjax._interpreter import Observer, Rule
 from leakyjax._sites import Site
 from leakyjax._transforms import (
     NNXAdapter,
@@ -196,12 +196,13 @@ def track_dead_units(
         rule = Rule(
             sites={s.path: s for s in tracked},
             apply=observe,
-            observes=True,
-            empty=empty,
-            arity=2,
-            combine=_combine,
-            flatten=list,
-            unflatten=lambda flat: SiteState(*flat),
+            observer=Observer(
+                empty=empty,
+                combine=_combine,
+                arity=2,
+                flatten=list,
+                unflatten=lambda flat: SiteState(*flat),
+            ),
         )
         out, observed = traced.run(rule)
         new_state = {

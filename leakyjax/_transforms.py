@@ -252,9 +252,9 @@ def leakify(
     :math:`\alpha`). Under ``jax.jit``, values and gradients are bit for bit those of the
     same model written with :func:`leakyjax.leaky_relu` by hand, and the result compiles to
     the same program (an eager call runs the traced program equation by equation, as
-    ``jax.core.eval_jaxpr`` does). Like ``jax.grad``, it is a function transformation: the result composes
-    with ``jit``, ``grad``, ``vmap`` and the rest, and ``fn`` is traced on each call of the
-    result (so jit it, as you would the model).
+    ``jax.core.eval_jaxpr`` does). Like ``jax.grad``, it is a function transformation: the
+    result composes with ``jit``, ``grad``, ``vmap`` and the rest, and ``fn`` is traced on
+    each call of the result (so jit it, as you would the model).
 
     What it does not rewrite, it says (a warning): ReLUs inside a ``custom_jvp`` or
     ``custom_vjp`` of your own (their rule encodes ReLU's derivative), inside primitives it

@@ -26,6 +26,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -171,7 +172,7 @@ def _fresh_timing(candidates: dict[str, Callable[[], object]], rounds: int) -> d
     return _interleaved({k: cold(f) for k, f in candidates.items()}, rounds, 1)
 
 
-def _program_text(lowered: object) -> str:
+def _program_text(lowered: Any) -> str:
     # The module is named after the jitted function; the program is the rest.
     return re.sub(r"module @\S+", "module", lowered.as_text())
 
@@ -185,19 +186,22 @@ def _transforms(layers: int, width: int, batch: int, rounds: int) -> dict[str, d
         "leakify": lj.leakify(lambda p, x: mlp_loss(jax.nn.relu, p, x)),
     }
 
-    def fresh_grad(loss: Callable) -> Callable:
+    def fresh_grad(loss: Callable) -> Any:
         # A new function object each time: nothing traced before can be reused.
         return jax.jit(jax.grad(lambda p, x: loss(p, x)))
 
     def lower(loss: Callable) -> None:
         fresh_grad(loss).lower(params, x)
 
-    lower_s = _fresh_timing({k: (lambda f=f: lower(f)) for k, f in losses.items()}, rounds)
+    def bound(fn: Callable, *args: Any) -> Callable[[], object]:
+        return lambda: fn(*args)
+
+    lower_s = _fresh_timing({k: bound(lower, f) for k, f in losses.items()}, rounds)
     first_call_s = _fresh_timing(
-        {k: (lambda f=f: fresh_grad(f)(params, x)) for k, f in losses.items()}, rounds
+        {k: bound(lambda f: fresh_grad(f)(params, x), f) for k, f in losses.items()}, rounds
     )
     grads = {k: jax.jit(jax.grad(f)) for k, f in losses.items()}
-    step_s = _interleaved({k: (lambda g=g: g(params, x)) for k, g in grads.items()}, rounds, 3)
+    step_s = _interleaved({k: bound(g, params, x) for k, g in grads.items()}, rounds, 3)
     same_program = len({_program_text(g.lower(params, x)) for g in grads.values()}) == 1
 
     relu_loss = lambda p, x: mlp_loss(jax.nn.relu, p, x)  # noqa: E731
