@@ -536,3 +536,53 @@ def test_warns_when_no_relu_in_a_framework_model():
     params = twin.init(jax.random.key(0), X)
     with pytest.warns(UserWarning, match="found no ReLU"):
         lj.leakify(twin.apply)(params, None, X)
+
+
+def _program(fn, *args):
+    return jax.jit(fn).lower(*args).as_text().split("\n", 1)[1]  # without the module's name
+
+
+@pytest.mark.parametrize("framework", ["flax.linen", "haiku", "flax.nnx"])
+def test_same_program_as_the_twin(framework):
+    """jit(grad(leakify(f))) lowers to the StableHLO of the model written with leaky_relu."""
+    pytest.importorskip(framework)
+    x = jax.random.normal(jax.random.key(1), (5, 4))
+    if framework == "flax.linen":
+        import flax.linen as nn
+
+        class Net(nn.Module):
+            act: object
+
+            @nn.compact
+            def __call__(self, x):
+                return nn.Dense(2)(self.act(nn.Dense(8)(x)))
+
+        model, twin = Net(nn.relu), Net(lj.leaky_relu)
+        variables = model.init(jax.random.key(0), x)
+        a = _program(jax.grad(lambda v, x: lj.leakify(model.apply)(v, x).sum()), variables, x)
+        b = _program(jax.grad(lambda v, x: twin.apply(v, x).sum()), variables, x)
+    elif framework == "haiku":
+        import haiku as hk
+
+        f = hk.transform(lambda x: hk.nets.MLP([8, 2])(x))
+        g = hk.transform(lambda x: hk.nets.MLP([8, 2], activation=lj.leaky_relu)(x))
+        params = f.init(jax.random.key(0), x)
+        a = _program(jax.grad(lambda p, x: lj.leakify(f.apply)(p, None, x).sum()), params, x)
+        b = _program(jax.grad(lambda p, x: g.apply(p, None, x).sum()), params, x)
+    else:
+        from flax import nnx
+
+        class Net(nnx.Module):
+            def __init__(self, act, rngs):
+                self.l1, self.l2 = nnx.Linear(4, 8, rngs=rngs), nnx.Linear(8, 2, rngs=rngs)
+                self.act = act
+
+            def __call__(self, x):
+                return self.l2(self.act(self.l1(x)))
+
+        graph, state = nnx.split(Net(nnx.relu, nnx.Rngs(0)))
+        twin_graph, twin_state = nnx.split(Net(lj.leaky_relu, nnx.Rngs(0)))
+        leaky = jax.grad(lambda s, x: lj.leakify(nnx.merge(graph, s))(x).sum())
+        a = _program(leaky, state, x)
+        b = _program(jax.grad(lambda s, x: nnx.merge(twin_graph, s)(x).sum()), twin_state, x)
+    assert a == b
