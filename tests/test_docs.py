@@ -95,6 +95,27 @@ def test_every_guide_has_code():
     assert all(_blocks(p) for p in guides)
 
 
+def test_every_guide_has_a_transforms_section_with_code():
+    for guide in sorted(DOCS.glob("guides/*.md")):
+        text = guide.read_text()
+        assert "\n## Transforms\n" in text, guide.name
+        section = text.split("\n## Transforms\n", 1)[1].split("\n## ", 1)[0]
+        assert "lj.leakify(" in section and "lj.track_dead_units(" in section, guide.name
+        assert BLOCK.search(section), guide.name
+
+
+def test_transforms_cost_figures_are_the_readmes():
+    """docs/transforms.md repeats the README benchmark table's transforms rows, verbatim."""
+    readme = (ROOT / "README.md").read_text()
+    rows = [
+        r for r in readme.splitlines() if r.startswith("|") and ("leakify" in r or "tracker" in r)
+    ]
+    assert len(rows) == 4, rows
+    page = (DOCS / "transforms.md").read_text()
+    missing = [r for r in rows if r not in page.splitlines()]
+    assert not missing, f"README rows not on docs/transforms.md (or changed there): {missing}"
+
+
 # --- The built site ---------------------------------------------------------------------------
 
 
@@ -156,7 +177,7 @@ def test_site_pages(site):
         "changelog.html",
         "search.html",
         *(f"guides/{g}.html" for g in ("jax", "flax_nnx", "flax_linen", "equinox", "haiku")),
-        *(f"notebooks/{n}.html" for n in ("tour", "mlp_demo", "data_parallel")),
+        *(f"notebooks/{n}.html" for n in ("tour", "mlp_demo", "data_parallel", "dead_units")),
     }
     assert expected <= pages, expected - pages
 
@@ -225,7 +246,13 @@ def _check_offline(site, url, page):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("path", "min_math", "min_images"),
-    [("index.html", 2, 0), ("api.html", 30, 0), ("notebooks/mlp_demo.html", 0, 4)],
+    [
+        ("index.html", 2, 0),
+        ("api.html", 30, 0),
+        ("transforms.html", 1, 0),
+        ("notebooks/mlp_demo.html", 0, 4),
+        ("notebooks/dead_units.html", 0, 2),
+    ],
 )
 def test_page_in_browser(site, browser, path, min_math, min_images, tmp_path):
     url = (site / path).as_uri()

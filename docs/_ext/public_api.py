@@ -1,8 +1,10 @@
 """The ``public-api`` directive: the API reference, generated from ``leakyjax.__all__``.
 
 Every public name gets its autodoc entry, grouped by the private module that defines it (one
-section per module, titled by :data:`TITLES` or else the first line of the module's docstring),
-so a name added to ``__all__`` appears on the API page without editing it.
+section per title: :data:`TITLES`, or else the first line of the module's docstring), functions
+before classes, so a name added to ``__all__`` appears on the API page without editing it. A
+``NamedTuple``'s fields are left out of its members (autodoc would document each as "Alias for
+field number N", and again where the class's docstring lists them under Attributes).
 """
 
 from __future__ import annotations
@@ -22,18 +24,26 @@ TITLES = {
     "leakyjax._family": "PReLU and RReLU",
     "leakyjax._initializers": "Initializers",
     "leakyjax._diagnostics": "Dead units",
+    "leakyjax._transforms": "Transforms: leakify and relu_sites",
+    "leakyjax._sites": "Transforms: leakify and relu_sites",  # Site, which relu_sites returns
+    "leakyjax._tracking": "Dead-unit tracking: track_dead_units",
     "leakyjax._bijection": "The bijection (normalizing flows)",
 }
 
 
 def public_api(package: str) -> dict[str, list[str]]:
-    """``{defining module: [public names]}`` in the order of :data:`TITLES`, then of ``__all__``."""
+    """``{section title: [public names]}`` in the order of :data:`TITLES`, then of ``__all__``;
+    in a section, functions first, then classes (each in the order of ``__all__``)."""
     module = importlib.import_module(package)
-    groups: dict[str, list[str]] = {name: [] for name in TITLES}
+    groups: dict[str, list[str]] = {title: [] for title in TITLES.values()}
     for name in module.__all__:
         obj = getattr(module, name)
-        groups.setdefault(getattr(obj, "__module__", package), []).append(name)
-    return {mod: names for mod, names in groups.items() if names}
+        groups.setdefault(_title(getattr(obj, "__module__", package)), []).append(name)
+    return {
+        title: sorted(names, key=lambda n: inspect.isclass(getattr(module, n)))
+        for title, names in groups.items()
+        if names
+    }
 
 
 def _title(module_name: str) -> str:
@@ -50,13 +60,15 @@ class PublicApi(SphinxDirective):
         package = self.arguments[0]
         module = importlib.import_module(package)
         lines = []
-        for module_name, names in public_api(package).items():
-            title = _title(module_name)
+        for title, names in public_api(package).items():
             lines += [title, "-" * len(title), ""]
             for name in names:
                 obj = getattr(module, name)
                 if inspect.isclass(obj):
-                    lines += [f".. autoclass:: {package}.{name}", "   :members:", ""]
+                    lines += [f".. autoclass:: {package}.{name}", "   :members:"]
+                    if issubclass(obj, tuple) and hasattr(obj, "_fields"):  # a NamedTuple
+                        lines += [f"   :exclude-members: {', '.join(obj._fields)}"]
+                    lines += [""]
                 elif callable(obj):
                     lines += [f".. autofunction:: {package}.{name}", ""]
                 else:
