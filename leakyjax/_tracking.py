@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -160,8 +162,8 @@ def track_dead_units(
         axis = unit_axis % x.ndim
         others = tuple(a for a in range(x.ndim) if a != axis)
         active = jnp.any(~(x <= 0), axis=others)  # NaN counts as alive
-        examples = np.uint32(int(np.prod([x.shape[a] for a in others], dtype=np.int64)))
-        observation = SiteState(active, jnp.asarray(examples))
+        examples = min(math.prod(x.shape[a] for a in others), int(_MAX_COUNT))  # saturates
+        observation = SiteState(active, jnp.asarray(examples, jnp.uint32))
         if axis_name is not None:
             observation = SiteState(
                 jax.lax.psum(observation.active.astype(jnp.int32), axis_name) > 0,
@@ -182,8 +184,6 @@ def track_dead_units(
     def init(*args: Any, **kwargs: Any) -> dict[str, SiteState]:
         _, tracked, _ = traced_sites(args, kwargs)
         if not tracked:
-            import warnings
-
             warnings.warn(
                 "track_dead_units: found no ReLU to track; relu_sites lists what it finds",
                 stacklevel=2,
