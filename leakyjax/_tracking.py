@@ -236,7 +236,7 @@ def _scalar_site(site: Site) -> int:
 
 def _check_state(fn: str, name: str, state: Any, expected: list[str]) -> None:
     if not isinstance(state, dict) or sorted(state) != sorted(expected):
-        got = sorted(state) if isinstance(state, dict) else v._describe(state)
+        got = sorted(state) if isinstance(state, dict) else v.describe(state)
         raise ValueError(
             f"track_dead_units.{fn}: `{name}` must be a state from this tracker's init, with "
             f"sites {sorted(expected)}; got {got}"

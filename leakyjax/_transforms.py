@@ -29,7 +29,7 @@ SiteSelection = Sequence[str] | Callable[[Site], bool] | None
 
 def check_fn(fn_name: str, fn: Any) -> None:
     if not callable(fn):
-        raise TypeError(f"{fn_name}: `fn` must be callable, got {v._describe(fn)}")
+        raise TypeError(f"{fn_name}: `fn` must be callable, got {v.describe(fn)}")
 
 
 def check_patterns(fn_name: str, patterns: Any, allowed: Sequence[str]) -> tuple[str, ...]:
@@ -38,7 +38,7 @@ def check_patterns(fn_name: str, patterns: Any, allowed: Sequence[str]) -> tuple
         patterns = (patterns,)
     if not isinstance(patterns, (tuple, list)) or not all(isinstance(p, str) for p in patterns):
         raise TypeError(
-            f"{fn_name}: `patterns` must be a tuple of pattern names, got {v._describe(patterns)}"
+            f"{fn_name}: `patterns` must be a tuple of pattern names, got {v.describe(patterns)}"
         )
     unknown = [p for p in patterns if p not in allowed]
     if unknown or not patterns:
@@ -60,7 +60,7 @@ def check_sites(fn_name: str, sites: Any) -> SiteSelection:
         return tuple(sites)
     raise TypeError(
         f"{fn_name}: `sites` must be None, a sequence of site names or glob patterns, or a "
-        f"predicate on a leakyjax.Site, got {v._describe(sites)}"
+        f"predicate on a leakyjax.Site, got {v.describe(sites)}"
     )
 
 

@@ -26,7 +26,7 @@ _REAL_DTYPES = frozenset(
 )  # fmt: skip
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
     text = repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
@@ -71,7 +71,7 @@ def check_array(fn: str, name: str, value: Any, *, allow_bool: bool = True, hint
         if not hint and isinstance(value, (list, tuple)):
             hint = "; convert it with jnp.asarray first"
         raise TypeError(
-            f"{fn}: `{name}` must be an array or a real number, got {_describe(value)}{hint}"
+            f"{fn}: `{name}` must be an array or a real number, got {describe(value)}{hint}"
         )
     return value
 
@@ -95,7 +95,7 @@ def check_dtype(fn: str, name: str, value: Any, *, allow_bool: bool = True) -> N
     if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
         raise TypeError(
             f"{fn}: `{name}` must be an array of real numbers (float, integer or bool), got "
-            f"{_describe(value)} of dtype {dtype}"
+            f"{describe(value)} of dtype {dtype}"
         )
 
 
@@ -119,7 +119,7 @@ def check_real_scalar(fn: str, name: str, value: Any) -> float:
         isinstance(value, (jax.Array, np.ndarray, np.generic, numbers.Number))
         and getattr(value, "ndim", 0) == 0  # a Python number has no ndim
     ):
-        raise TypeError(f"{fn}: `{name}` must be a real scalar, got {_describe(value)}")
+        raise TypeError(f"{fn}: `{name}` must be a real scalar, got {describe(value)}")
     check_array(fn, name, value, allow_bool=False)
     if not is_concrete(value):
         raise TypeError(
@@ -157,7 +157,7 @@ def check_finite(fn: str, name: str, value: Any, dtype: Any) -> None:
     if not finite:
         raise ValueError(
             f"{fn}: `{name}` must be finite in {np.dtype(dtype).name} (the input's dtype), "
-            f"got {_describe(value)}"
+            f"got {describe(value)}"
         )
 
 
@@ -182,21 +182,21 @@ def check_grad_at_zero(fn: str, grad_at_zero: float | None, negative_slope: Any)
     if not np.all((lo <= grad_at_zero) & (grad_at_zero <= hi)):
         raise ValueError(
             f"{fn}: `grad_at_zero`={grad_at_zero} is not a subgradient at 0: it must lie in "
-            f"the closed interval between `negative_slope` ({_describe(negative_slope)}) and 1"
+            f"the closed interval between `negative_slope` ({describe(negative_slope)}) and 1"
         )
 
 
 def check_axis_type(fn: str, name: str, axis: Any) -> None:
     """An int, or a non-empty tuple of ints (the range is checked against a shape later)."""
     if not all(map(_is_int, axis if isinstance(axis, tuple) and axis else (axis,))):
-        raise TypeError(f"{fn}: `{name}` must be an int or a tuple of ints, got {_describe(axis)}")
+        raise TypeError(f"{fn}: `{name}` must be an int or a tuple of ints, got {describe(axis)}")
 
 
 def check_choice(fn: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
     """One of the strings ``choices``."""
     expected = " or ".join(map(repr, choices))
     if not isinstance(value, str):
-        raise TypeError(f"{fn}: `{name}` must be {expected}, got {_describe(value)}")
+        raise TypeError(f"{fn}: `{name}` must be {expected}, got {describe(value)}")
     if value not in choices:
         raise ValueError(f"{fn}: `{name}` must be {expected}, got {value!r}")
 
@@ -204,7 +204,7 @@ def check_choice(fn: str, name: str, value: Any, choices: tuple[str, ...]) -> No
 def check_int(fn: str, name: str, value: Any) -> None:
     """A Python or NumPy integer (not a bool)."""
     if not _is_int(value):
-        raise TypeError(f"{fn}: `{name}` must be an int, got {_describe(value)}")
+        raise TypeError(f"{fn}: `{name}` must be an int, got {describe(value)}")
 
 
 def check_axis(fn: str, name: str, axis: Any, ndim: int) -> int:
@@ -243,7 +243,7 @@ def check_key(fn: str, key: Any) -> Any:
             return key
     raise TypeError(
         f"{fn}: `key` must be a single jax.random key (jax.random.key(seed), or a legacy "
-        f"jax.random.PRNGKey(seed)), got {_describe(key)}"
+        f"jax.random.PRNGKey(seed)), got {describe(key)}"
     )
 
 
@@ -254,7 +254,7 @@ def check_float_dtype(fn: str, name: str, dtype: Any) -> np.dtype:
     except (TypeError, ValueError):
         result = None
     if result is None or not jnp.issubdtype(result, jnp.floating):
-        raise TypeError(f"{fn}: `{name}` must be a floating dtype, got {_describe(dtype)}")
+        raise TypeError(f"{fn}: `{name}` must be a floating dtype, got {describe(dtype)}")
     return result
 
 
@@ -263,7 +263,7 @@ def check_shape(fn: str, name: str, shape: Any) -> tuple[int, ...]:
     if _is_int(shape):
         shape = (shape,)
     if not isinstance(shape, (tuple, list)) or not all(map(_is_int, shape)):
-        raise TypeError(f"{fn}: `{name}` must be a tuple of ints, got {_describe(shape)}")
+        raise TypeError(f"{fn}: `{name}` must be a tuple of ints, got {describe(shape)}")
     if any(d < 0 for d in shape):
         raise ValueError(f"{fn}: `{name}` must not have negative sizes, got {tuple(shape)}")
     return tuple(int(d) for d in shape)
