@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Literal, overload
 
 import jax
 import jax.numpy as jnp
@@ -84,6 +85,29 @@ def _prelu(x, slope, axis):
         shape[axis] = slope.shape[0]
         slope = slope.reshape(shape)
     return leaky_relu_core(x, slope, None)
+
+
+# A key is needed in training; evaluation (deterministic=True) may pass None.
+@overload
+def rrelu(
+    key: ArrayLike,
+    x: ArrayLike,
+    lower: float = ...,
+    upper: float = ...,
+    *,
+    deterministic: bool = ...,
+) -> jax.Array: ...
+
+
+@overload
+def rrelu(
+    key: None,
+    x: ArrayLike,
+    lower: float = ...,
+    upper: float = ...,
+    *,
+    deterministic: Literal[True],
+) -> jax.Array: ...
 
 
 def rrelu(

@@ -95,5 +95,6 @@ def rejected_calls() -> list[Callable[[], object]]:
         lambda: lj.he_normal(0.2, in_axis=1.0),  # type: ignore[arg-type]
         lambda: lj.inverse_leaky_relu(x, negative_slope="0.2"),  # type: ignore[arg-type]
         lambda: lj.leakify(jnp.sin, "0.2"),  # type: ignore[arg-type]
+        lambda: lj.rrelu(None, x),  # type: ignore[call-overload]
         lambda: lj.track_dead_units(jnp.sin, unit_axis=1.0),  # type: ignore[arg-type]
     ]
