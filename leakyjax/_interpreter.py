@@ -20,7 +20,7 @@ import jax
 import jax.extend.core as jex
 
 from leakyjax import _jax_internals as ji
-from leakyjax._sites import Site
+from leakyjax._sites import SUPPORTED, Site
 
 # An observation per site name: a pytree of arrays that combines across calls.
 Observations = dict[str, Any]
@@ -266,3 +266,5 @@ HANDLERS: dict[str, Callable[..., tuple[list[Any], Observations]]] = {
     ji.COND: _cond,
     ji.SHARD_MAP: _shard_map,
 }
+# The site finder marks sites under any other primitive as left alone: the two lists agree.
+assert set(HANDLERS) == SUPPORTED
