@@ -106,7 +106,7 @@ def _combine(inputs: list[dict[int, int]], step: int) -> dict[int, int]:
     for d in inputs:
         for leaf, t in d.items():
             t = step if joined and t == _UNJOINED else t
-            result[leaf] = min(result.get(leaf, t), t) if leaf in result else t
+            result[leaf] = min(result.get(leaf, t), t)
     return result
 
 

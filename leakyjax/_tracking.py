@@ -18,14 +18,12 @@ from leakyjax import _validation as v
 from leakyjax._interpreter import Observer, Rule
 from leakyjax._sites import Site
 from leakyjax._transforms import (
-    NNXAdapter,
     SiteSelection,
     check_fn,
     check_patterns,
     check_sites,
-    select,
+    handled,
     trace,
-    warn_not_handled,
 )
 
 _MAX_COUNT = np.uint32(np.iinfo(np.uint32).max)
@@ -174,15 +172,8 @@ def track_dead_units(
     def empty(site: Site) -> SiteState:
         return SiteState(jnp.zeros(units(site), bool), jnp.zeros((), jnp.uint32))
 
-    def traced_sites(args: tuple, kwargs: dict) -> tuple[Any, list[Site], Callable]:
-        pure, args, kwargs, finish = NNXAdapter.wrap(fn, args, kwargs)
-        traced = trace(pure, args, kwargs, patterns)
-        chosen = select("track_dead_units", traced.sites, selection)
-        warn_not_handled("track_dead_units", chosen)
-        return traced, [s for s in chosen if s.rewritable], finish
-
     def init(*args: Any, **kwargs: Any) -> dict[str, SiteState]:
-        _, tracked, _ = traced_sites(args, kwargs)
+        tracked = handled("track_dead_units", trace(fn, args, kwargs, patterns).sites, selection)
         if not tracked:
             warnings.warn(
                 "track_dead_units: found no ReLU to track; relu_sites lists what it finds",
@@ -191,7 +182,8 @@ def track_dead_units(
         return {s.name: empty(s) for s in tracked}
 
     def update(state: dict[str, SiteState], *args: Any, **kwargs: Any) -> tuple[Any, dict]:
-        traced, tracked, finish = traced_sites(args, kwargs)
+        traced = trace(fn, args, kwargs, patterns)
+        tracked = handled("track_dead_units", traced.sites, selection)
         _check_state("update", "state", state, [s.name for s in tracked])
         rule = Rule(
             sites={s.path: s for s in tracked},
@@ -209,7 +201,7 @@ def track_dead_units(
             name: _combine(SiteState(*old), observed[name]) if name in observed else old
             for name, old in state.items()
         }
-        return finish(out), new_state
+        return out, new_state
 
     def merge(a: dict[str, SiteState], b: dict[str, SiteState]) -> dict[str, SiteState]:
         _check_state("merge", "b", b, list(a))

@@ -77,10 +77,12 @@ class Traced:
     out_tree: Any
     sites: list[Site]
     differentiates_relu: bool
+    finish: Callable[[Any], Any]  # writes back NNX state; returns fn's output
 
     def run(self, rule: Rule) -> tuple[Any, dict[str, Any]]:
+        """``fn``'s output with ``rule`` applied at its sites, and the observations."""
         outs, observed = evaluate(self.jaxpr, self.inputs, rule)
-        return jax.tree_util.tree_unflatten(self.out_tree, outs), observed
+        return self.finish(jax.tree_util.tree_unflatten(self.out_tree, outs)), observed
 
 
 def _is_array(leaf: Any) -> bool:
@@ -101,7 +103,8 @@ def _group_and_path(path: tuple) -> tuple[Any, tuple] | None:
 
 def trace(fn: Callable, args: tuple, kwargs: dict, patterns: Sequence[str]) -> Traced:
     """Traces ``fn(*args, **kwargs)``: arrays in ``fn``, ``args`` and ``kwargs`` are the
-    jaxpr's inputs, any other leaf is static."""
+    jaxpr's inputs, any other leaf is static (Flax NNX modules: their state)."""
+    fn, args, kwargs, finish = NNXAdapter.wrap(fn, args, kwargs)
     leaves, treedef = jax.tree_util.tree_flatten_with_path((fn, args, kwargs))
     dynamic = [i for i, (_, leaf) in enumerate(leaves) if _is_array(leaf)]
     values = [leaf for _, leaf in leaves]
@@ -123,10 +126,24 @@ def trace(fn: Callable, args: tuple, kwargs: dict, patterns: Sequence[str]) -> T
         out_tree=jax.tree_util.tree_structure(out_shape),
         sites=_sites.find(closed, paths, patterns),
         differentiates_relu=bool(differentiated),
+        finish=finish,
     )
 
 
-def select(fn_name: str, sites: list[Site], selection: SiteSelection) -> list[Site]:
+def handled(fn_name: str, sites: list[Site], selection: SiteSelection) -> list[Site]:
+    """The sites chosen by ``selection`` that can be rewritten or observed; a warning lists
+    the chosen ones that cannot (never silent)."""
+    chosen = _select(fn_name, sites, selection)
+    skipped = [s for s in chosen if not s.rewritable]
+    if skipped:
+        listing = "; ".join(f"{s.name} ({s.reason})" for s in skipped)
+        warnings.warn(
+            f"{fn_name}: {len(skipped)} site(s) left as they are: {listing}", stacklevel=3
+        )
+    return [s for s in chosen if s.rewritable]
+
+
+def _select(fn_name: str, sites: list[Site], selection: SiteSelection) -> list[Site]:
     """The sites chosen by ``selection`` (None: all). A name or glob matching no site is a
     ``ValueError``."""
     if selection is None:
@@ -145,21 +162,16 @@ def select(fn_name: str, sites: list[Site], selection: SiteSelection) -> list[Si
     return [s for s in sites if s in chosen]
 
 
-def warn_not_handled(fn_name: str, sites: list[Site]) -> None:
-    """Never silent: selected sites that cannot be rewritten or observed."""
-    skipped = [s for s in sites if not s.rewritable]
-    if skipped:
-        listing = "; ".join(f"{s.name} ({s.reason})" for s in skipped)
-        warnings.warn(
-            f"{fn_name}: {len(skipped)} site(s) left as they are: {listing}", stacklevel=3
-        )
-
-
 class NNXAdapter:
     """Flax NNX modules (``fn`` itself, or anywhere in its arguments) as a pure function of
     their state, with the state that changed written back (BatchNorm statistics, RNG
     counts), as ``nnx.split``/``nnx.merge`` do for ``nnx.jit``. Flax is imported only if the
     user's program has imported it."""
+
+    @staticmethod
+    def is_module(x: Any) -> bool:
+        nnx = sys.modules.get("flax.nnx")
+        return nnx is not None and isinstance(x, nnx.Module)
 
     @staticmethod
     def wrap(fn: Any, args: tuple, kwargs: dict) -> tuple[Callable, tuple, dict, Callable]:
@@ -307,19 +319,16 @@ def leakify(
         with ji.equation_context(eqn):
             return [leaky_relu(invals[site.operand], slope, grad_at_zero=grad_at_zero)], None
 
-    @functools.wraps(fn if not _is_nnx(fn) else type(fn).__call__)
+    @functools.wraps(type(fn).__call__ if NNXAdapter.is_module(fn) else fn)
     def leakified(*args: Any, **kwargs: Any) -> Any:
-        pure, args, kwargs, finish = NNXAdapter.wrap(fn, args, kwargs)
-        traced = trace(pure, args, kwargs, patterns)
-        chosen = select("leakify", traced.sites, selection)
+        traced = trace(fn, args, kwargs, patterns)
+        rewritten = handled("leakify", traced.sites, selection)
         if not traced.sites:
             warnings.warn(
                 f"leakify: found no ReLU ({', '.join(patterns)}) in {_describe_fn(fn)}; "
                 "nothing was rewritten. leakyjax.relu_sites lists what it finds.",
                 stacklevel=2,
             )
-        warn_not_handled("leakify", chosen)
-        rewritten = [s for s in chosen if s.rewritable]
         if traced.differentiates_relu and any(s.kind == "relu" for s in rewritten):
             raise ValueError(
                 f"leakify: `fn` ({_describe_fn(fn)}) differentiates through a ReLU itself (a "
@@ -327,9 +336,7 @@ def leakify(
                 "that of a ReLU. Apply leakify innermost, to the function being "
                 "differentiated: jax.grad(lj.leakify(f)), not lj.leakify(jax.grad(f))."
             )
-        rule = Rule(sites={s.path: s for s in rewritten}, apply=apply)
-        out, _ = traced.run(rule)
-        return finish(out)
+        return traced.run(Rule(sites={s.path: s for s in rewritten}, apply=apply))[0]
 
     return leakified
 
@@ -366,15 +373,9 @@ def relu_sites(
     patterns = check_patterns("relu_sites", patterns, tuple(_sites.PATTERNS))
 
     def sites_of(*args: Any, **kwargs: Any) -> tuple[Site, ...]:
-        pure, args, kwargs, _ = NNXAdapter.wrap(fn, args, kwargs)
-        return tuple(trace(pure, args, kwargs, patterns).sites)
+        return tuple(trace(fn, args, kwargs, patterns).sites)
 
     return sites_of
-
-
-def _is_nnx(fn: Any) -> bool:
-    nnx = sys.modules.get("flax.nnx")
-    return nnx is not None and isinstance(fn, nnx.Module)
 
 
 def _describe_fn(fn: Any) -> str:
