@@ -19,7 +19,8 @@ def dead_units(preactivations: ArrayLike, axis: int | tuple[int, ...] = 0) -> ja
       \mathrm{dead}_j = \forall i:\ z_{ij} \le 0
 
     A ReLU unit that is dead on a batch passes no gradient for that batch; one dead on the
-    whole data set never learns again (the dying-ReLU problem). NaN counts as alive.
+    whole data set never learns again (the dying-ReLU problem). NaN counts as alive, and a
+    batch with no example (a reduced axis of size 0) has no dead unit: none was seen.
 
     Args:
       preactivations: the inputs to the activation, e.g. ``x @ w + b``; or a tuple or list
@@ -60,6 +61,9 @@ def _dead_units(fn: str, preactivations: Any, axis: int | tuple[int, ...]) -> ja
         z = v.check_array(fn, "preactivations", z, hint=_HINT)
         axes = v.check_axes(fn, "axis", axis, np.ndim(z))
         z_dead = jnp.all(jnp.asarray(z) <= 0, axis=axes)
+        if any(np.shape(z)[a] == 0 for a in axes):
+            # No example seen is not "all dead" (track_dead_units agrees).
+            z_dead = jnp.zeros_like(z_dead)
         if dead is not None and z_dead.shape != dead.shape:
             raise ValueError(
                 f"{fn}: the arrays in `preactivations` have different units once `axis`="

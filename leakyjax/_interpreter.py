@@ -12,7 +12,6 @@ to carry the observations out when there are any.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -46,6 +45,9 @@ class Rule:
     sites: dict[tuple, Site]
     apply: Callable[[Site, jex.JaxprEqn, list[Any]], tuple[list[Any], Any]]
     observer: Observer | None = None
+    # Rewritten jit bodies, by JAX's cached jaxpr of the original and where it is: the same
+    # body object on each call, so jit's compile cache hits (the owner keeps this dict).
+    cache: dict[Any, Any] | None = dataclasses.field(default=None, compare=False)
 
     def below(self, path: tuple) -> list[Site]:
         n = len(path)
@@ -140,17 +142,26 @@ def _retraced(body: Any, rule: Rule, path: tuple, name: str, observe: list[Site]
 
 def _call(param: str) -> Callable:
     """jit and closed_call: the body is traced again and bound with the same parameters
-    (shardings, donation, name...). An observing rule inlines the body instead: nested
-    jits compile into the caller's program anyway, and observations need no new outputs."""
+    (shardings, donation, name...), observations as extra outputs. The traced body is kept
+    in ``rule.cache``, so the jit's compiled program is reused across calls."""
 
     def handler(eqn, invals, rule, path):
         here = (*path, param, None)
-        if rule.observer is not None:
-            with ji.equation_context(eqn):
-                return evaluate(eqn.params[param], invals, rule, here)
-        name = str(eqn.params.get("name", eqn.primitive.name))
-        body = _retraced(eqn.params[param], rule, here, name, [])
-        return ji.bind(eqn, invals, **{param: body}), {}
+        observe = _observed_below(rule, here)
+        original = eqn.params[param]
+        key = (id(original), here, tuple(s.name for s in observe))
+        entry = rule.cache.get(key) if rule.cache is not None else None
+        if entry is not None and entry[0] is original:
+            body = entry[1]
+        else:
+            name = str(eqn.params.get("name", eqn.primitive.name))
+            body = _retraced(original, rule, here, name, observe)
+            if rule.cache is not None:
+                rule.cache[key] = (original, body)
+        extra = len(body.jaxpr.outvars) - len(eqn.outvars)
+        outs = ji.bind(eqn, invals, **{param: body}, **ji.extra_outputs(eqn, extra))
+        n = len(eqn.outvars)
+        return outs[:n], _unflat(rule, observe, outs[n:])
 
     return handler
 
@@ -176,10 +187,13 @@ def _merged(rule: Rule, sites: list[Site], carried: Sequence[Any], observed: Obs
 def _scan(eqn, invals, rule, path):
     # Bound again through lax.scan (its parameters differ between JAX versions), with the
     # body's constants closed over. Observations ride along as extra carries, combined over
-    # the iterations.
+    # the iterations; those of sites whose layers this scan stacks (Site.stacked_by) come
+    # out as extra stacked outputs instead, one row per iteration.
     here = (*path, "jaxpr", None)
     num_consts, num_carry = ji.scan_layout(eqn)
     observe = _observed_below(rule, here)
+    per_iteration = [s for s in observe if s.stacked_by == path]
+    carried_sites = [s for s in observe if s.stacked_by != path]
     body = eqn.params["jaxpr"]
     consts = invals[:num_consts]
     init, xs = invals[num_consts : num_consts + num_carry], invals[num_consts + num_carry :]
@@ -187,26 +201,27 @@ def _scan(eqn, invals, rule, path):
     def step(carry: tuple, x: list) -> tuple:
         carry, carried = carry
         outs, observed = evaluate(body, [*consts, *carry, *x], rule, here)
-        return (outs[:num_carry], _merged(rule, observe, carried, observed)), outs[num_carry:]
+        rows = _flat(rule, per_iteration, observed)
+        return (outs[:num_carry], _merged(rule, carried_sites, carried, observed)), (
+            outs[num_carry:],
+            rows,
+        )
 
     with ji.equation_context(eqn):
-        (carry, carried), ys = jax.lax.scan(
-            step, (init, _flat(rule, observe, {})), xs, **ji.scan_options(eqn)
+        (carry, carried), (ys, rows) = jax.lax.scan(
+            step, (init, _flat(rule, carried_sites, {})), xs, **ji.scan_options(eqn)
         )
-    return [*carry, *ys], _unflat(rule, observe, carried)
+    observed = _unflat(rule, carried_sites, carried)
+    observed.update(_unflat(rule, per_iteration, rows))
+    return [*carry, *ys], observed
 
 
 def _while(eqn, invals, rule, path):
-    # Bound again through lax.while_loop, as scan is.
+    # Bound again through lax.while_loop, as scan is. Sites in the condition are evaluated
+    # as they are (a rule observes none there: the condition's outputs are a bool only).
     cond_nconsts, body_nconsts = ji.while_layout(eqn)
     cond_path, body_path = (*path, "cond_jaxpr", None), (*path, "body_jaxpr", None)
     observe = _observed_below(rule, body_path)
-    if _observed_below(rule, cond_path):
-        warnings.warn(
-            "track_dead_units: ReLUs in a while_loop's condition are evaluated but not "
-            f"tracked: {[s.name for s in rule.below(cond_path)]}",
-            stacklevel=2,
-        )
     cond_consts = invals[:cond_nconsts]
     body_consts = invals[cond_nconsts : cond_nconsts + body_nconsts]
     init = invals[cond_nconsts + body_nconsts :]
@@ -240,14 +255,8 @@ def _cond(eqn, invals, rule, path):
 
 
 def _shard_map(eqn, invals, rule, path):
-    if _observed_below(rule, path):
-        warnings.warn(
-            "track_dead_units: ReLUs inside a shard_map in the tracked function are not "
-            f"tracked: {[s.name for s in rule.below(path)]}. Call the tracker's update inside "
-            "your shard_map instead, with axis_name set to OR the masks across devices.",
-            stacklevel=2,
-        )
-        return ji.bind(eqn, invals), {}
+    # Observations do not cross a shard_map (a rule that observes selects no site inside
+    # one: Site.unobservable says why).
     here = (*path, "jaxpr", None)
 
     def body(*args: Any) -> tuple[Any, ...]:

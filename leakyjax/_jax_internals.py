@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -26,6 +26,7 @@ from jax._src import api_util, source_info_util
 from jax._src import linear_util as lu
 from jax._src.ad_checkpoint import remat_p as _remat_p
 from jax._src.interpreters import partial_eval as pe
+from jax._src.sharding_impls import UNSPECIFIED
 
 P = jex.primitives
 
@@ -171,6 +172,17 @@ CUSTOM_VJP = P.custom_vjp_call_p.name
 CONTEXT_LABEL = {SCAN: "scan", COND: "cond", WHILE: "while_loop"}
 
 
+def extra_outputs(eqn: jex.JaxprEqn, n: int) -> dict[str, Any]:
+    """The parameters of a jit equation bound with ``n`` outputs more than it had (each
+    with no sharding or layout of its own); none for a closed_call."""
+    if n == 0 or eqn.primitive.name != JIT:
+        return {}
+    return {
+        "out_shardings": (*eqn.params["out_shardings"], *(UNSPECIFIED,) * n),
+        "out_layouts": (*eqn.params["out_layouts"], *(None,) * n),
+    }
+
+
 def scan_layout(eqn: jex.JaxprEqn) -> tuple[int, int]:
     """How many of a scan's inputs are constants, and how many carries (the rest are xs)."""
     if "num_consts" in eqn.params:  # jax < 0.12
@@ -224,7 +236,7 @@ def _producers(jaxpr: jex.Jaxpr) -> dict[Any, jex.JaxprEqn]:
     return {v: e for e in jaxpr.eqns for v in e.outvars}
 
 
-def _is_zero(
+def is_zero(
     atom: Any, producers: dict[Any, jex.JaxprEqn], outer: tuple[dict, dict] | None = None
 ) -> bool:
     """Whether ``atom`` is a zero (a literal, possibly cast, broadcast or made varying).
@@ -259,15 +271,16 @@ def max_zero_operand(eqn: jex.JaxprEqn, producers: dict[Any, jex.JaxprEqn]) -> A
     if eqn.primitive.name != P.max_p.name:
         return None
     a, b = eqn.invars
-    if _is_zero(b, producers) and not _is_zero(a, producers):
+    if is_zero(b, producers) and not is_zero(a, producers):
         return a
-    if _is_zero(a, producers) and not _is_zero(b, producers):
+    if is_zero(a, producers) and not is_zero(b, producers):
         return b
     return None
 
 
 def is_relu_custom_jvp(eqn: jex.JaxprEqn) -> bool:
-    """A custom_jvp equation whose function is max(x, 0) of its one input."""
+    """A custom_jvp equation whose function is max(x, 0) of its one input (jax.nn.relu, or
+    a ReLU of the user's with a derivative rule of its own: see ``is_jax_nn_relu``)."""
     if eqn.primitive.name != CUSTOM_JVP or len(eqn.invars) != 1 or len(eqn.outvars) != 1:
         return False
     call = eqn.params["call_jaxpr"]
@@ -277,6 +290,25 @@ def is_relu_custom_jvp(eqn: jex.JaxprEqn) -> bool:
     producers = _producers(body)
     last = producers.get(body.outvars[0])
     return last is not None and max_zero_operand(last, producers) is body.invars[0]
+
+
+@functools.cache
+def _jax_nn_relu_source() -> str:
+    (eqn,) = jax.make_jaxpr(jax.nn.relu)(np.float32(0)).eqns
+    return _function_source(eqn)
+
+
+def _function_source(eqn: jex.JaxprEqn) -> str:
+    call = eqn.params.get("call_jaxpr", eqn.params.get("fun_jaxpr"))
+    inner = call.jaxpr if isinstance(call, jex.ClosedJaxpr) else call
+    return getattr(getattr(inner, "debug_info", None), "func_src_info", None) or ""
+
+
+def is_jax_nn_relu(eqn: jex.JaxprEqn) -> bool:
+    """``jax.nn.relu`` itself (what Flax, Haiku, Equinox and Keras call): a ReLU custom_jvp
+    whose function is jax's own (its debug information names jax's source line), so a
+    user's custom_jvp of the same shape, with a rule of its own, is told apart."""
+    return is_relu_custom_jvp(eqn) and _function_source(eqn) == _jax_nn_relu_source()
 
 
 def where_relu_operand(eqn: jex.JaxprEqn, producers: dict[Any, jex.JaxprEqn]) -> Any | None:
@@ -291,13 +323,13 @@ def where_relu_operand(eqn: jex.JaxprEqn, producers: dict[Any, jex.JaxprEqn]) ->
             return None
         bind_map = dict(zip(body.invars, outer_in, strict=True))
         pred, on_false, on_true = last.invars
-        zero = _is_zero(on_false, inner, (bind_map, producers))
+        zero = is_zero(on_false, inner, (bind_map, producers))
         if not zero or on_true not in bind_map or pred not in bind_map:
             return None
         pred, x = bind_map[pred], bind_map[on_true]
     elif eqn.primitive.name == P.select_n_p.name and len(outer_in) == 3:
         pred, on_false, x = outer_in
-        if not _is_zero(on_false, producers):
+        if not is_zero(on_false, producers):
             return None
     else:
         return None
@@ -305,9 +337,9 @@ def where_relu_operand(eqn: jex.JaxprEqn, producers: dict[Any, jex.JaxprEqn]) ->
     if test is None:
         return None
     a, b = test.invars
-    if test.primitive.name == P.gt_p.name and a is x and _is_zero(b, producers):
+    if test.primitive.name == P.gt_p.name and a is x and is_zero(b, producers):
         return x
-    if test.primitive.name == P.lt_p.name and b is x and _is_zero(a, producers):
+    if test.primitive.name == P.lt_p.name and b is x and is_zero(a, producers):
         return x
     return None
 
@@ -315,46 +347,51 @@ def where_relu_operand(eqn: jex.JaxprEqn, producers: dict[Any, jex.JaxprEqn]) ->
 def custom_rule_name(eqn: jex.JaxprEqn) -> str:
     """The name of the function a custom_jvp/custom_vjp equation wraps ("" if unknown): the
     first word of its jaxpr's debug information (``"relu at .../functions.py:61"``)."""
-    call = eqn.params.get("call_jaxpr", eqn.params.get("fun_jaxpr"))
-    inner = call.jaxpr if isinstance(call, jex.ClosedJaxpr) else call
-    info = getattr(getattr(inner, "debug_info", None), "func_src_info", None) or ""
-    return info.split(" ")[0]
+    return _function_source(eqn).split(" ")[0]
 
 
 def is_leakyjax(eqn: jex.JaxprEqn) -> bool:
     return eqn.primitive.name == CUSTOM_JVP and custom_rule_name(eqn) == MARKER
 
 
-# --- Differentiation inside the function -------------------------------------------------
+# --- Kinds of primitives the site analysis reads ----------------------------------------
 
-_relu_jvp_lock = threading.RLock()  # re-entrant: a transform of a transformed function
+# Comparisons: a derivative of a ReLU taken inside the traced function shows as one on the
+# ReLU's input or output (jax.nn.relu's rule is select(x > 0, g, 0); max's compares its
+# output with its operands; where's reuses its predicate).
+COMPARISONS = frozenset({"gt", "ge", "lt", "le", "eq", "ne"})
+
+# Where a clamp's output ends: a square root, its reciprocal, a logarithm (or a division's
+# denominator, checked apart: a numerator flows on as a value).
+CLAMP_ENDS = frozenset({"sqrt", "rsqrt", "log"})
+DIV = P.div_p.name
+
+# On the way from a clamp to its end: elementwise arithmetic with other values (an epsilon,
+# a scale), casts and moves of the same numbers.
+CLAMP_PASSTHROUGH = frozenset(
+    {
+        "add",
+        "sub",
+        "mul",
+        "max",
+        "min",
+        "convert_element_type",
+        "broadcast_in_dim",
+        "reshape",
+        "squeeze",
+        "expand_dims",
+        "transpose",
+        "copy",
+        "copy_p",
+        "pvary",
+    }
+)
 
 
-@contextlib.contextmanager
-def record_relu_differentiation() -> Iterator[list[bool]]:
-    """Records whether ``jax.nn.relu``'s derivative rule runs while tracing.
-
-    A ReLU differentiated inside the traced function (``jax.grad`` inside it) leaves its
-    derivative in the jaxpr as plain equations, which a rewrite of the ReLU would not
-    change. ``custom_jvp`` reads its rule from the instance at each call, so a recorder put
-    there sees it run.
-    """
-    relu: Any = jax.nn.relu  # a jax.custom_jvp
-    original = relu.jvp
-    seen: list[bool] = []
-    recording = [True]
-
-    def recording_jvp(*args: Any, **kwargs: Any) -> Any:
-        # The traced equations keep this function as their rule: it records only while
-        # the trace that installed it runs, and otherwise is the original rule.
-        if recording[0]:
-            seen.append(True)
-        return original(*args, **kwargs)
-
-    with _relu_jvp_lock:
-        relu.jvp = recording_jvp
-        try:
-            yield seen
-        finally:
-            recording[0] = False
-            relu.jvp = original
+def call_body(eqn: jex.JaxprEqn) -> jex.Jaxpr | None:
+    """The body of a jit or closed_call equation (its inputs and outputs one to one with
+    the equation's), else None."""
+    if eqn.primitive.name not in (JIT, CLOSED_CALL):
+        return None
+    inner = eqn.params["jaxpr" if "jaxpr" in eqn.params else "call_jaxpr"]
+    return inner.jaxpr if isinstance(inner, jex.ClosedJaxpr) else inner

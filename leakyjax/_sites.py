@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.extend.core as jex
+import jax.numpy as jnp
 import numpy as np
 
 from leakyjax import _jax_internals as ji
 
 # The patterns a site can match, and what each is.
 PATTERNS = {
-    "relu": "jax.nn.relu (what Flax, Haiku and Equinox use): a custom_jvp of max(x, 0)",
+    "relu": "jax.nn.relu itself (what Flax, Haiku, Equinox and Keras call)",
     "maximum": "jnp.maximum(x, 0) outside a ReLU",
     "where": "jnp.where(x > 0, x, 0)",
     "leaky_relu": "leakyjax's own leaky_relu, prelu and rrelu",
@@ -39,9 +40,18 @@ class Site:
       dtype: the pre-activation's dtype.
       source: ``file:line`` of the code that applied it (leakyjax's and JAX's frames
         skipped), or None.
-      rewritable: whether :func:`leakyjax.leakify` can rewrite it.
-      reason: why not, when it cannot (an integer ReLU, inside a custom derivative rule or
-        an unsupported primitive); None otherwise.
+      rewritable: whether :func:`leakyjax.leakify` rewrites it when asked for all sites.
+      reason: why not, when it is not: an integer, complex or boolean ReLU; a ReLU inside
+        a derivative rule of your own or a primitive the transforms do not re-bind
+        through; a clamp (see ``clamp``). None otherwise.
+      iterations: for a site in a ``lax.scan`` over stacked layers (its pre-activation
+        depends on parameters the scan slices per iteration: ``nn.scan``, ``nnx.scan``,
+        ``hk.layer_stack``), the number of layers: the tracker then keeps one row of units
+        per layer. None elsewhere (a scan over data, such as an RNN over time, ORs its
+        iterations).
+      clamp: its output is used only on the way to a square root, reciprocal square root,
+        logarithm or a division's denominator (a variance, a norm): the transforms leave it
+        alone unless ``sites=`` names it.
 
     Example:
       >>> import jax, jax.numpy as jnp, leakyjax as lj
@@ -57,10 +67,17 @@ class Site:
     source: str | None
     rewritable: bool
     reason: str | None = None
-    # Where the site is: equation indices and sub-jaxpr keys from the top-level jaxpr; and
-    # which of its equation's inputs is the pre-activation.
+    iterations: int | None = None
+    clamp: bool = False
+    # Where the site is: equation indices and sub-jaxpr keys from the top-level jaxpr; which
+    # of its equation's inputs is the pre-activation; the path of the scan that stacks its
+    # layers; and whether the program also holds its derivative (taken inside the function).
     path: tuple[Any, ...] = dataclasses.field(default=(), repr=False, compare=False)
     operand: int = dataclasses.field(default=0, repr=False, compare=False)
+    stacked_by: tuple[Any, ...] | None = dataclasses.field(default=None, repr=False, compare=False)
+    differentiated: bool = dataclasses.field(default=False, repr=False, compare=False)
+    # Why the tracker cannot observe it (in a while_loop's condition, inside a shard_map).
+    unobservable: str | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 def find(
@@ -68,27 +85,37 @@ def find(
 ) -> list[Site]:
     """The sites of ``closed`` matching ``patterns``, named from ``leaf_paths``: per input,
     ``(argument, key path)`` (None for an input that names nothing, like a data array)."""
-    raw: list[tuple[str, dict]] = []
-    origins = [{i: _UNJOINED} if p is not None else {} for i, p in enumerate(leaf_paths)]
-    _walk(closed.jaxpr, origins, (), (), None, tuple(patterns), raw, [0])
     sizes: dict[Any, int] = {}
     for p in leaf_paths:
         if p is not None:
             sizes[p[0]] = sizes.get(p[0], 0) + 1
-    names = _unique([_name(info, leaf_paths, sizes) for _, info in raw])
+    # The parameters are the argument with the most leaves (Flax's variables, Haiku's
+    # params, an Equinox model): a scan that slices them per iteration stacks layers.
+    params = max(sizes, key=lambda g: (sizes[g], str(g))) if sizes else None
+    finder = _Finder(
+        tuple(patterns), {i for i, p in enumerate(leaf_paths) if p is not None and p[0] == params}
+    )
+    origins = [{i: _NOT_JOINED} if p is not None else {} for i, p in enumerate(leaf_paths)]
+    finder.walk(closed.jaxpr, origins, _Scope())
+    names = _unique([_name(found, leaf_paths, sizes) for found in finder.found])
     return [
         Site(
             name=name,
-            kind=kind,
-            shape=info["shape"],
-            dtype=info["dtype"],
-            source=info["source"],
-            rewritable=info["reason"] is None,
-            reason=info["reason"],
-            path=info["path"],
-            operand=info["operand"],
+            kind=found.kind,
+            shape=tuple(found.x.aval.shape),
+            dtype=np.dtype(found.x.aval.dtype),
+            source=found.source,
+            rewritable=found.reason is None,
+            reason=found.reason,
+            iterations=found.iterations,
+            clamp=found.clamp,
+            path=found.path,
+            operand=found.operand,
+            stacked_by=found.stacked_by,
+            differentiated=found.differentiated,
+            unobservable=found.unobservable,
         )
-        for name, (kind, info) in zip(names, raw, strict=True)
+        for name, found in zip(names, finder.found, strict=True)
     ]
 
 
@@ -97,85 +124,259 @@ def find(
 # the step at which it joined the data flow: a parameter joins when an equation combines it
 # with another origin (a bias joins the matmul's output after the kernel joined the data;
 # a kernel joins a normalization's output). The ones that joined last name the site.
-_UNJOINED = -1
+_NOT_JOINED = -1
+Origins = dict[int, int]
 
 
-def _combine(inputs: list[dict[int, int]], step: int) -> dict[int, int]:
-    joined = sum(1 for d in inputs if d) >= 2
-    result: dict[int, int] = {}
-    for d in inputs:
-        for leaf, t in d.items():
-            t = step if joined and t == _UNJOINED else t
-            result[leaf] = min(result.get(leaf, t), t)
-    return result
+@dataclasses.dataclass(frozen=True)
+class _Scope:
+    """Where the walk is: the path of equation indices and sub-jaxpr keys, the control flow
+    around it (for names), why sites here cannot be rewritten (if so), the enclosing scans
+    that slice parameters per iteration (their path, length and the sliced inputs), and
+    what a use of the jaxpr's outputs is, for the clamp test (None: unknown)."""
+
+    path: tuple[Any, ...] = ()
+    contexts: tuple[str, ...] = ()
+    blocked: str | None = None
+    stacking: tuple[tuple[tuple, int, frozenset[int]], ...] = ()
+    outputs_clamp: Callable[[int], bool] | None = None
+    unobservable: str | None = None
 
 
-def _walk(jaxpr, origins, path, contexts, blocked, patterns, out, clock) -> list[dict]:
-    """Adds the sites of ``jaxpr`` to ``out``; returns the origins of its outputs.
+@dataclasses.dataclass
+class _Found:
+    kind: str
+    x: Any
+    origins: Origins
+    source: str | None
+    stack: str
+    contexts: tuple[str, ...]
+    reason: str | None
+    path: tuple[Any, ...]
+    operand: int
+    iterations: int | None
+    stacked_by: tuple[Any, ...] | None
+    clamp: bool
+    differentiated: bool
+    unobservable: str | None
 
-    ``origins[i]`` are the origins of ``jaxpr``'s invar i; ``blocked`` is why sites here
-    cannot be rewritten, if so; ``clock`` counts the equations walked.
-    """
-    env: dict[Any, dict] = dict(zip(jaxpr.invars, origins, strict=True))
-    producers = {v: e for e in jaxpr.eqns for v in e.outvars}
 
-    def read(atom):
-        return env.get(atom, {}) if not isinstance(atom, jex.Literal) else {}
+class _Finder:
+    """One walk over a jaxpr and its sub-jaxprs, collecting ``_Found`` records in program
+    order."""
 
-    for i, eqn in enumerate(jaxpr.eqns):
-        here = (*path, i)
-        kind, x = _match(eqn, producers, patterns)
-        if kind is not None:
-            reason = blocked
-            if reason is None and not np.issubdtype(x.aval.dtype, np.floating):
-                reason = f"integer ReLU ({x.aval.dtype}): left as it is"
-            out.append(
-                (
-                    kind,
-                    dict(
-                        origins=read(x),
-                        shape=tuple(x.aval.shape),
-                        dtype=np.dtype(x.aval.dtype),
-                        source=ji.source_location(eqn),
-                        stack=ji.name_stack(eqn),
-                        contexts=contexts,
-                        reason=reason,
-                        path=here,
-                        operand=list(eqn.invars).index(x),
-                    ),
+    def __init__(self, patterns: tuple[str, ...], parameters: set[int]) -> None:
+        self.patterns = patterns
+        self.parameters = parameters
+        self.found: list[_Found] = []
+        self.step = 0  # equations walked: when an origin joined the data flow
+
+    def walk(self, jaxpr: jex.Jaxpr, origins: list[Origins], scope: _Scope) -> list[Origins]:
+        """Adds the sites of ``jaxpr`` (``origins[i]``: those of its invar i); returns the
+        origins of its outputs."""
+        env: dict[Any, Origins] = dict(zip(jaxpr.invars, origins, strict=True))
+        producers = {v: e for e in jaxpr.eqns for v in e.outvars}
+        uses = _uses(jaxpr)
+
+        def read(atom: Any) -> Origins:
+            return env.get(atom, {}) if not isinstance(atom, jex.Literal) else {}
+
+        for i, eqn in enumerate(jaxpr.eqns):
+            here = (*scope.path, i)
+            kind, x = _match(eqn, producers, self.patterns)
+            if kind is not None:
+                self._add(kind, x, eqn, read(x), here, scope, jaxpr, producers, uses)
+                for v in eqn.outvars:  # the next layer's name comes from its own parameters
+                    env[v] = {}
+                continue
+            self.step += 1
+            all_in = _combine([read(v) for v in eqn.invars], self.step)
+            outs: list[Origins] | None = None
+            for body in ji.bodies(eqn):
+                inner = body.jaxpr.jaxpr if isinstance(body.jaxpr, jex.ClosedJaxpr) else body.jaxpr
+                inner_origins = [
+                    dict(read(eqn.invars[j])) if j is not None else all_in for j in body.inputs
+                ]
+                body_outs = self.walk(
+                    inner, inner_origins, self._inner(scope, eqn, here, body, read, uses, jaxpr)
                 )
+                if len(body_outs) == len(eqn.outvars):  # outputs one to one (a while's body)
+                    outs = (
+                        body_outs
+                        if outs is None
+                        else [{**a, **b} for a, b in zip(outs, body_outs, strict=True)]
+                    )
+            for k, var in enumerate(eqn.outvars):
+                env[var] = outs[k] if outs is not None else all_in
+        return [read(var) for var in jaxpr.outvars]
+
+    def _inner(self, scope, eqn, here, body, read, uses, jaxpr) -> _Scope:
+        """The scope of ``body``, a sub-jaxpr of ``eqn`` at ``here``."""
+        name = eqn.primitive.name
+        label = ji.CONTEXT_LABEL.get(name)
+        stacking = scope.stacking
+        if name == ji.SCAN:
+            num_consts, num_carry = ji.scan_layout(eqn)
+            sliced = frozenset(
+                leaf
+                for var in eqn.invars[num_consts + num_carry :]
+                for leaf in read(var)
+                if leaf in self.parameters
             )
-            for v in eqn.outvars:  # the next layer's name comes from its own parameters
-                env[v] = {}
+            if sliced:
+                stacking = (*stacking, (here, int(eqn.params["length"]), sliced))
+        outputs_clamp = None
+        if name in (ji.JIT, ji.CLOSED_CALL, ji.CHECKPOINT):  # outputs one to one
+
+            def outputs_clamp(k: int) -> bool:
+                return _only_clamps(eqn.outvars[k], uses, jaxpr, scope.outputs_clamp)
+
+        unobservable = scope.unobservable
+        if unobservable is None and name == ji.SHARD_MAP:
+            unobservable = (
+                "inside a shard_map: call the tracker's update inside your shard_map instead, "
+                "with axis_name set to OR the masks across devices"
+            )
+        if unobservable is None and body.param == "cond_jaxpr":
+            unobservable = "in a while_loop's condition, which returns a bool only"
+        return _Scope(
+            path=(*here, body.param, body.index),
+            contexts=(*scope.contexts, label) if label else scope.contexts,
+            blocked=scope.blocked if scope.blocked is not None else _blocked_reason(eqn),
+            stacking=stacking,
+            outputs_clamp=outputs_clamp,
+            unobservable=unobservable,
+        )
+
+    def _add(self, kind, x, eqn, origins, here, scope, jaxpr, producers, uses) -> None:
+        reason = scope.blocked
+        if reason is None:
+            reason = _dtype_reason(x.aval.dtype)
+        if reason is None and kind == "relu" and not ji.is_jax_nn_relu(eqn):
+            reason = (
+                f"{ji.custom_rule_name(eqn) or 'a function'!r} is a custom_jvp of your own "
+                "around max(x, 0), with a derivative rule of its own: left as it is"
+            )
+        clamp = reason is None and _only_clamps(eqn.outvars[0], uses, jaxpr, scope.outputs_clamp)
+        if clamp:
+            reason = (
+                "a clamp: its output is used only on the way to a square root, reciprocal "
+                "square root, logarithm or a division's denominator (a variance or a norm): "
+                "left as it is unless `sites=` names it"
+            )
+        stacked = [s for s in scope.stacking if s[2] & origins.keys()]
+        self.found.append(
+            _Found(
+                kind=kind,
+                x=x,
+                origins=origins,
+                source=ji.source_location(eqn),
+                stack=ji.name_stack(eqn),
+                contexts=scope.contexts,
+                reason=reason,
+                path=here,
+                operand=list(eqn.invars).index(x),
+                iterations=stacked[-1][1] if stacked else None,
+                stacked_by=stacked[-1][0] if stacked else None,
+                clamp=clamp,
+                differentiated=_differentiated(eqn, x, producers, uses, jaxpr.outvars),
+                unobservable=scope.unobservable,
+            )
+        )
+
+
+def _uses(jaxpr: jex.Jaxpr) -> dict[Any, list[tuple[jex.JaxprEqn, int]]]:
+    uses: dict[Any, list[tuple[jex.JaxprEqn, int]]] = {}
+    for eqn in jaxpr.eqns:
+        for k, atom in enumerate(eqn.invars):
+            if not isinstance(atom, jex.Literal):
+                uses.setdefault(atom, []).append((eqn, k))
+    return uses
+
+
+def _dtype_reason(dtype: Any) -> str | None:
+    """Why a ReLU of ``dtype`` is not a float site (None if it is one): every inexact real
+    dtype jax.nn.relu accepts is one (float16, bfloat16, float8, float32, float64)."""
+    if jnp.issubdtype(dtype, jnp.floating):
+        return None
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        kind = "complex"
+    elif jnp.issubdtype(dtype, jnp.bool_):
+        kind = "boolean"
+    elif jnp.issubdtype(dtype, jnp.integer):
+        kind = "integer"
+    else:
+        kind = "non-float"
+    return f"{kind} ReLU ({np.dtype(dtype).name}): left as it is"
+
+
+def _only_clamps(var: Any, uses, jaxpr: jex.Jaxpr, outputs_clamp) -> bool:
+    """Whether every use of ``var`` leads only to a square root, reciprocal square root,
+    logarithm or a division's denominator (through elementwise arithmetic, casts and jit
+    calls), and at least one does: then a ReLU producing it clamps, it is no activation."""
+    pending, seen, reached = [(var, uses, jaxpr, outputs_clamp)], set(), False
+    while pending:
+        var, var_uses, where, escape = pending.pop()
+        if id(var) in seen:
             continue
-        clock[0] += 1
-        all_in = _combine([read(v) for v in eqn.invars], clock[0])
-        outs: list[dict] | None = None
-        for body in ji.bodies(eqn):
-            inner = body.jaxpr.jaxpr if isinstance(body.jaxpr, jex.ClosedJaxpr) else body.jaxpr
-            inner_origins = [
-                dict(read(eqn.invars[j])) if j is not None else all_in for j in body.inputs
-            ]
-            label = ji.CONTEXT_LABEL.get(eqn.primitive.name)
-            body_outs = _walk(
-                inner,
-                inner_origins,
-                (*here, body.param, body.index),
-                (*contexts, label) if label else contexts,
-                blocked if blocked is not None else _blocked_reason(eqn),
-                patterns,
-                out,
-                clock,
+        seen.add(id(var))
+        if var in where.outvars:
+            k = where.outvars.index(var)
+            if escape is None or not escape(k):
+                return False
+            reached = True
+        for eqn, k in var_uses.get(var, []):
+            name = eqn.primitive.name
+            if name in ji.CLAMP_ENDS or (name == ji.DIV and k == 1):
+                reached = True
+            elif name in ji.CLAMP_PASSTHROUGH:
+                pending += [(out, var_uses, where, escape) for out in eqn.outvars]
+            elif (body := ji.call_body(eqn)) is not None:
+                inner_uses = _uses(body)
+
+                def inner_escape(j, eqn=eqn, var_uses=var_uses, where=where, escape=escape):
+                    return _only_clamps(eqn.outvars[j], var_uses, where, escape)
+
+                pending.append((body.invars[k], inner_uses, body, inner_escape))
+            else:
+                return False
+    return reached
+
+
+def _differentiated(eqn: jex.JaxprEqn, x: Any, producers, uses, outvars) -> bool:
+    """Whether the program also holds the site's derivative, taken inside the traced
+    function: its input compared with 0 elsewhere (jax.nn.relu's rule, select(x > 0, g,
+    0)), its output compared with anything (max's rule), or its predicate used again
+    (where's rule). A comparison of your own on a ReLU's input counts too: the rule cannot
+    tell them apart, and refusing is the safe side."""
+    own_predicate = None
+    if eqn.primitive.name != ji.CUSTOM_JVP:  # where: the select's predicate is its own
+        candidates = [producers.get(a) for a in eqn.invars if not isinstance(a, jex.Literal)]
+        own_predicate = next(
+            (p for p in candidates if p is not None and p.primitive.name in ji.COMPARISONS),
+            None,
+        )
+    for user, k in [] if isinstance(x, jex.Literal) else uses.get(x, []):
+        if user is eqn or user is own_predicate or user.primitive.name not in ji.COMPARISONS:
+            continue
+        if not ji.is_zero(user.invars[1 - k], producers):
+            continue
+        # x > 0 that only feeds a jnp.where(x > 0, x, 0) of its own is that ReLU's test.
+        if (
+            any(
+                ji.where_relu_operand(mask_user, producers) is not x
+                for mask_user, _ in uses.get(user.outvars[0], [])
             )
-            if len(body_outs) == len(eqn.outvars):  # outputs one to one (a while's body)
-                outs = (
-                    body_outs
-                    if outs is None
-                    else [{**a, **b} for a, b in zip(outs, body_outs, strict=True)]
-                )
-        for k, var in enumerate(eqn.outvars):
-            env[var] = outs[k] if outs is not None else all_in
-    return [read(var) for var in jaxpr.outvars]
+            or user.outvars[0] in outvars
+        ):
+            return True
+    for out in eqn.outvars:
+        if any(user.primitive.name in ji.COMPARISONS for user, _ in uses.get(out, [])):
+            return True
+    if own_predicate is not None:
+        if len(uses.get(own_predicate.outvars[0], [])) > 1:
+            return True
+    return False
 
 
 def _match(eqn, producers, patterns) -> tuple[str | None, Any]:
@@ -209,6 +410,16 @@ def _blocked_reason(eqn) -> str | None:
 # --- Naming -------------------------------------------------------------------------------
 
 
+def _combine(inputs: list[Origins], step: int) -> Origins:
+    joined = sum(1 for d in inputs if d) >= 2
+    result: Origins = {}
+    for d in inputs:
+        for leaf, t in d.items():
+            t = step if joined and t == _NOT_JOINED else t
+            result[leaf] = min(result.get(leaf, t), t)
+    return result
+
+
 def _format_key(key: Any) -> str:
     if isinstance(key, jax.tree_util.DictKey):
         return str(key.key)
@@ -221,10 +432,9 @@ def _format_key(key: Any) -> str:
     return str(key)
 
 
-def _name(info: dict, leaf_paths: Sequence[tuple | None], sizes: dict[Any, int]) -> str:
-    origins = info["origins"]
-    last = max(origins.values(), default=None)
-    candidates = [leaf_paths[i] for i, t in origins.items() if t == last]
+def _name(found: _Found, leaf_paths: Sequence[tuple | None], sizes: dict[Any, int]) -> str:
+    last = max(found.origins.values(), default=None)
+    candidates = [leaf_paths[i] for i, t in found.origins.items() if t == last]
     base = ""
     if candidates:
         # Parameters and data both feed a first layer; the parameters are the argument with
@@ -235,8 +445,8 @@ def _name(info: dict, leaf_paths: Sequence[tuple | None], sizes: dict[Any, int])
         paths = [p[:-1] if p and p[-1] == "value" else p for p in paths]
         base = "/".join(_common_prefix(paths))
     if not base:
-        base = info["stack"] or info["source"] or "relu"
-    for context in info["contexts"]:
+        base = found.stack or found.source or "relu"
+    for context in found.contexts:
         base += f" [in {context}]"
     return base
 

@@ -144,58 +144,107 @@ def track_dead_units(
     """
     check_fn("track_dead_units", fn)
     v.check_int("track_dead_units", "unit_axis", unit_axis)
-    patterns = check_patterns("track_dead_units", patterns, tuple(_sites.PATTERNS))
-    selection = check_sites("track_dead_units", sites)
+    _check_axis_name(axis_name)
+    return _Tracker(
+        fn,
+        unit_axis,
+        check_patterns("track_dead_units", patterns, tuple(_sites.PATTERNS)),
+        check_sites("track_dead_units", sites),
+        axis_name,
+    ).functions()
 
-    def units(site: Site) -> int:
-        axis = (
-            v.check_axis("track_dead_units", "unit_axis", unit_axis, len(site.shape))
-            if site.shape
-            else _scalar_site(site)
+
+class _Tracker:
+    """The tracker's configuration and the functions built on it."""
+
+    def __init__(self, fn, unit_axis, patterns, selection, axis_name) -> None:
+        self.fn = fn
+        self.unit_axis = unit_axis
+        self.patterns = patterns
+        self.selection = selection
+        self.axis_name = axis_name
+        self.cache: dict[Any, Any] = {}  # rewritten jit bodies: see _interpreter.Rule
+
+    def functions(self) -> DeadUnitTracker:
+        return DeadUnitTracker(self.init, self.update, self.merge, self.result)
+
+    def tracked(self, args: tuple, kwargs: dict, call: str) -> tuple[Any, list[Site]]:
+        """``fn`` traced at the arguments, and the sites it tracks there (each checked to
+        have a unit axis); a warning lists the selected sites it cannot observe."""
+        traced = trace(self.fn, args, kwargs, self.patterns)
+        chosen = handled("track_dead_units", traced.sites, self.selection)
+        unobservable = [s for s in chosen if s.unobservable is not None]
+        if unobservable:
+            listing = "; ".join(f"{s.name} ({s.unobservable})" for s in unobservable)
+            warnings.warn(
+                f"track_dead_units: {len(unobservable)} site(s) not tracked: {listing}",
+                stacklevel=3,
+            )
+        sites = [s for s in chosen if s.unobservable is None]
+        for site in sites:
+            self.units(site, call)
+        return traced, sites
+
+    def units(self, site: Site, call: str) -> int:
+        if not site.shape:
+            raise ValueError(
+                f"track_dead_units.{call}: site {site.name!r} applies a ReLU to a scalar; it "
+                "has no unit axis. Leave it out with `sites=`."
+            )
+        axis = v.check_axis(
+            f"track_dead_units.{call} (site {site.name!r}, shape {site.shape})",
+            "unit_axis",
+            self.unit_axis,
+            len(site.shape),
         )
         return site.shape[axis]
 
-    def observe(site: Site, eqn: jex.JaxprEqn, invals: list[Any]) -> tuple[list[Any], Any]:
+    def empty(self, site: Site) -> SiteState:
+        rows = () if site.iterations is None else (site.iterations,)
+        return SiteState(
+            jnp.zeros((*rows, self.units(site, "update")), bool), jnp.zeros(rows, jnp.uint32)
+        )
+
+    def observe(self, site: Site, eqn: jex.JaxprEqn, invals: list[Any]) -> tuple[list, Any]:
         x = invals[site.operand]
-        axis = unit_axis % x.ndim
+        axis = self.unit_axis % x.ndim
         others = tuple(a for a in range(x.ndim) if a != axis)
         active = jnp.any(~(x <= 0), axis=others)  # NaN counts as alive
         examples = min(math.prod(x.shape[a] for a in others), int(_MAX_COUNT))  # saturates
         observation = SiteState(active, jnp.asarray(examples, jnp.uint32))
-        if axis_name is not None:
+        if self.axis_name is not None:
             observation = SiteState(
-                jax.lax.psum(observation.active.astype(jnp.int32), axis_name) > 0,
-                jax.lax.psum(observation.examples, axis_name),
+                jax.lax.psum(observation.active.astype(jnp.int32), self.axis_name) > 0,
+                jax.lax.psum(observation.examples, self.axis_name),
             )
         return ji.bind(eqn, invals), observation
 
-    def empty(site: Site) -> SiteState:
-        return SiteState(jnp.zeros(units(site), bool), jnp.zeros((), jnp.uint32))
-
-    def init(*args: Any, **kwargs: Any) -> dict[str, SiteState]:
-        tracked = handled("track_dead_units", trace(fn, args, kwargs, patterns).sites, selection)
-        if not tracked:
+    def init(self, *args: Any, **kwargs: Any) -> dict[str, SiteState]:
+        traced, sites = self.tracked(args, kwargs, "init")
+        if not traced.sites:
             warnings.warn(
                 "track_dead_units: found no ReLU to track; relu_sites lists what it finds",
                 stacklevel=2,
             )
-        return {s.name: empty(s) for s in tracked}
+        return {s.name: self.empty(s) for s in sites}
 
-    def update(state: dict[str, SiteState], *args: Any, **kwargs: Any) -> tuple[Any, dict]:
-        traced = trace(fn, args, kwargs, patterns)
-        tracked = handled("track_dead_units", traced.sites, selection)
-        _check_state("update", "state", state, [s.name for s in tracked])
+    def update(self, state: dict[str, SiteState], *args: Any, **kwargs: Any) -> tuple[Any, dict]:
+        traced, sites = self.tracked(args, kwargs, "update")
+        _check_state("update", "state", state, {s.name: self.empty(s) for s in sites})
         rule = Rule(
-            sites={s.path: s for s in tracked},
-            apply=observe,
+            sites={s.path: s for s in sites},
+            apply=self.observe,
             observer=Observer(
-                empty=empty,
+                empty=self.empty,
                 combine=_combine,
                 arity=2,
                 flatten=list,
                 unflatten=lambda flat: SiteState(*flat),
             ),
+            cache=self.cache,
         )
+        if len(self.cache) > 256:
+            self.cache.clear()
         out, observed = traced.run(rule)
         new_state = {
             name: _combine(SiteState(*old), observed[name]) if name in observed else old
@@ -203,33 +252,62 @@ def track_dead_units(
         }
         return out, new_state
 
-    def merge(a: dict[str, SiteState], b: dict[str, SiteState]) -> dict[str, SiteState]:
-        _check_state("merge", "b", b, list(a))
+    def merge(self, a: dict[str, SiteState], b: dict[str, SiteState]) -> dict[str, SiteState]:
+        _check_state("merge", "a", a, None)
+        _check_state("merge", "b", b, a)
         return {name: _combine(SiteState(*a[name]), SiteState(*b[name])) for name in a}
 
-    def result(state: dict[str, SiteState]) -> dict[str, DeadUnits]:
+    def result(self, state: dict[str, SiteState]) -> dict[str, DeadUnits]:
+        _check_state("result", "state", state, None)
         out = {}
         for name, (active, examples) in state.items():
-            dead = ~jnp.asarray(active)
+            active, examples = jnp.asarray(active), jnp.asarray(examples)
+            # No example seen is not "all dead": a unit is dead once it has been seen, and
+            # only ever <= 0 (lj.dead_units agrees on an empty batch).
+            dead = ~active & (examples > 0)[..., None]
             out[name] = DeadUnits(
-                dead, jnp.mean(dead, dtype=jnp.float32), int(dead.shape[0]), examples
+                dead, jnp.mean(dead, axis=-1, dtype=jnp.float32), int(dead.shape[-1]), examples
             )
         return out
 
-    return DeadUnitTracker(init, update, merge, result)
 
-
-def _scalar_site(site: Site) -> int:
-    raise ValueError(
-        f"track_dead_units: site {site.name!r} applies a ReLU to a scalar; it has no unit "
-        "axis. Leave it out with `sites=`."
-    )
-
-
-def _check_state(fn: str, name: str, state: Any, expected: list[str]) -> None:
-    if not isinstance(state, dict) or sorted(state) != sorted(expected):
-        got = sorted(state) if isinstance(state, dict) else v.describe(state)
-        raise ValueError(
-            f"track_dead_units.{fn}: `{name}` must be a state from this tracker's init, with "
-            f"sites {sorted(expected)}; got {got}"
+def _check_axis_name(axis_name: Any) -> None:
+    names = axis_name if isinstance(axis_name, tuple) else (axis_name,)
+    if axis_name is not None and not (names and all(isinstance(n, str) for n in names)):
+        raise TypeError(
+            "track_dead_units: `axis_name` must be None, a named axis (a str, as given to "
+            f"jax.vmap, shard_map or pmap) or a tuple of them, got {v.describe(axis_name)}"
         )
+
+
+def _check_state(call: str, name: str, state: Any, expected: dict[str, Any] | None) -> None:
+    """``state`` must be a tracker state; with ``expected``, with its sites, shapes and
+    dtypes."""
+    where = f"track_dead_units.{call}: `{name}`"
+    if not isinstance(state, dict) or not all(
+        isinstance(s, (tuple, list)) and len(s) == 2 for s in state.values()
+    ):
+        raise TypeError(
+            f"{where} must be a tracker state (a dict of SiteState, from init), got "
+            f"{v.describe(state)}"
+        )
+    if expected is None:
+        return
+    if sorted(state) != sorted(expected):
+        raise ValueError(
+            f"{where} must be a state from this tracker's init, with sites "
+            f"{sorted(expected)}; got {sorted(state)}"
+        )
+    for site, (active, examples) in state.items():
+        want_active, want_examples = expected[site]
+        for field, got, want in (
+            ("active", active, want_active),
+            ("examples", examples, want_examples),
+        ):
+            shape, dtype = np.shape(got), jnp.result_type(got)
+            if shape != np.shape(want) or dtype != want.dtype:
+                raise ValueError(
+                    f"{where}[{site!r}].{field} must have shape {np.shape(want)} and dtype "
+                    f"{np.dtype(want.dtype).name} (from a model of the same width), got shape "
+                    f"{shape} and dtype {np.dtype(dtype).name}"
+                )

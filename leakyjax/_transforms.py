@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import functools
+import inspect
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -17,7 +18,7 @@ import numpy as np
 from leakyjax import _jax_internals as ji
 from leakyjax import _sites
 from leakyjax import _validation as v
-from leakyjax._activation import leaky_relu
+from leakyjax._activation import static_slope
 from leakyjax._interpreter import Rule, evaluate
 from leakyjax._sites import Site
 
@@ -53,10 +54,24 @@ def check_sites(fn_name: str, sites: Any) -> SiteSelection:
     if sites is None:
         return None
     if callable(sites):
+        try:
+            inspect.signature(sites).bind(None)
+        except TypeError:
+            raise TypeError(
+                f"{fn_name}: a `sites` predicate must take one argument, a leakyjax.Site; "
+                f"got {v.describe(sites)}"
+            ) from None
+        except ValueError:  # no signature to read (a builtin): trusted
+            pass
         return cast(Callable[[Site], bool], sites)
     if isinstance(sites, str):
         return (sites,)
     if isinstance(sites, (tuple, list)) and all(isinstance(s, str) for s in sites):
+        if not sites:
+            raise ValueError(
+                f"{fn_name}: `sites` is empty, which selects nothing; pass None for every "
+                "site, or the names to select (leakyjax.relu_sites lists them)"
+            )
         return tuple(sites)
     raise TypeError(
         f"{fn_name}: `sites` must be None, a sequence of site names or glob patterns, or a "
@@ -76,13 +91,22 @@ class Traced:
     inputs: list[Any]
     out_tree: Any
     sites: list[Site]
-    differentiates_relu: bool
     finish: Callable[[Any], Any]  # writes back NNX state; returns fn's output
 
     def run(self, rule: Rule) -> tuple[Any, dict[str, Any]]:
         """``fn``'s output with ``rule`` applied at its sites, and the observations."""
         outs, observed = evaluate(self.jaxpr, self.inputs, rule)
+        outs = [_plain_scalar(out) for out in outs]
         return self.finish(jax.tree_util.tree_unflatten(self.out_tree, outs)), observed
+
+
+def _plain_scalar(value: Any) -> Any:
+    # A Python number that fn returned comes out of the jaxpr as a literal of a JAX subclass
+    # of int or float; give back the plain number.
+    for kind in (bool, int, float, complex):
+        if isinstance(value, kind) and type(value) is not kind:
+            return kind(value)
+    return value
 
 
 def _is_array(leaf: Any) -> bool:
@@ -104,6 +128,7 @@ def _group_and_path(path: tuple) -> tuple[Any, tuple] | None:
 def trace(fn: Callable, args: tuple, kwargs: dict, patterns: Sequence[str]) -> Traced:
     """Traces ``fn(*args, **kwargs)``: arrays in ``fn``, ``args`` and ``kwargs`` are the
     jaxpr's inputs, any other leaf is static (Flax NNX modules: their state)."""
+    user_fn = type(fn).__call__ if NNXAdapter.is_module(fn) else fn
     fn, args, kwargs, finish = NNXAdapter.wrap(fn, args, kwargs)
     leaves, treedef = jax.tree_util.tree_flatten_with_path((fn, args, kwargs))
     dynamic = [i for i, (_, leaf) in enumerate(leaves) if _is_array(leaf)]
@@ -116,50 +141,66 @@ def trace(fn: Callable, args: tuple, kwargs: dict, patterns: Sequence[str]) -> T
         f, a, k = jax.tree_util.tree_unflatten(treedef, full)
         return f(*a, **k)
 
+    # JAX's errors about the traced function (an output that is not an array) name the
+    # user's function, not this one.
+    if callable(user_fn) and hasattr(user_fn, "__code__"):
+        functools.update_wrapper(flat_fn, user_fn)
     inputs = [values[i] for i in dynamic]
-    with ji.record_relu_differentiation() as differentiated:
-        closed, out_shape = jax.make_jaxpr(flat_fn, return_shape=True)(*inputs)
+    closed, out_shape = jax.make_jaxpr(flat_fn, return_shape=True)(*inputs)
     paths = [_group_and_path(leaves[i][0]) for i in dynamic]
     return Traced(
         jaxpr=closed,
         inputs=inputs,
         out_tree=jax.tree_util.tree_structure(out_shape),
         sites=_sites.find(closed, paths, patterns),
-        differentiates_relu=bool(differentiated),
         finish=finish,
     )
 
 
 def handled(fn_name: str, sites: list[Site], selection: SiteSelection) -> list[Site]:
     """The sites chosen by ``selection`` that can be rewritten or observed; a warning lists
-    the chosen ones that cannot (never silent)."""
+    the chosen ones that cannot (never silent). A clamp is chosen only when ``selection``
+    names it (its exact name, or a predicate that returns True for it)."""
     chosen = _select(fn_name, sites, selection)
-    skipped = [s for s in chosen if not s.rewritable]
+    skipped = [s for s, named in chosen if not s.rewritable and not (s.clamp and named)]
     if skipped:
         listing = "; ".join(f"{s.name} ({s.reason})" for s in skipped)
         warnings.warn(
             f"{fn_name}: {len(skipped)} site(s) left as they are: {listing}", stacklevel=3
         )
-    return [s for s in chosen if s.rewritable]
+    return [s for s, named in chosen if s.rewritable or (s.clamp and named)]
 
 
-def _select(fn_name: str, sites: list[Site], selection: SiteSelection) -> list[Site]:
-    """The sites chosen by ``selection`` (None: all). A name or glob matching no site is a
-    ``ValueError``."""
+def _select(fn_name: str, sites: list[Site], selection: SiteSelection) -> list[tuple[Site, bool]]:
+    """The sites chosen by ``selection`` (None: all), each with whether it was named (an
+    exact name, or a predicate). A name or glob matching no site is a ``ValueError``; a
+    predicate that selects none, a warning."""
     if selection is None:
-        return list(sites)
+        return [(s, False) for s in sites]
     if callable(selection):
-        return [s for s in sites if selection(s)]
-    chosen = []
+        chosen = [(s, True) for s in sites if selection(s)]
+        if sites and not chosen:
+            warnings.warn(
+                f"{fn_name}: the `sites` predicate selects none of the {len(sites)} sites "
+                f"{[s.name for s in sites]}; nothing is done",
+                stacklevel=4,
+            )
+        return chosen
+    by_name = {s.name: s for s in sites}
+    named: set[str] = set()
+    globbed: set[str] = set()
     for pattern in selection:
-        matched = [s for s in sites if s.name == pattern or fnmatch.fnmatchcase(s.name, pattern)]
+        if pattern in by_name:
+            named.add(pattern)
+            continue
+        matched = fnmatch.filter(by_name, pattern)
         if not matched:
             raise ValueError(
                 f"{fn_name}: `sites` entry {pattern!r} matches no site; the sites are "
-                f"{[s.name for s in sites]}"
+                f"{list(by_name)}"
             )
-        chosen += [s for s in matched if s not in chosen]
-    return [s for s in sites if s in chosen]
+        globbed.update(matched)
+    return [(s, s.name in named) for s in sites if s.name in named or s.name in globbed]
 
 
 class NNXAdapter:
@@ -312,33 +353,93 @@ def leakify(
     if grad_at_zero is not None:
         grad_at_zero = v.check_real_scalar("leakify", "grad_at_zero", grad_at_zero)
         v.check_grad_at_zero("leakify", grad_at_zero, slope)
-    patterns = check_patterns("leakify", patterns, ("relu", "maximum", "where"))
-    selection = check_sites("leakify", sites)
+    return _Leakified(
+        fn,
+        slope,
+        grad_at_zero,
+        check_patterns("leakify", patterns, ("relu", "maximum", "where")),
+        check_sites("leakify", sites),
+    )
 
-    def apply(site: Site, eqn: jex.JaxprEqn, invals: list[Any]) -> tuple[list[Any], None]:
-        with ji.equation_context(eqn):
-            return [leaky_relu(invals[site.operand], slope, grad_at_zero=grad_at_zero)], None
 
-    @functools.wraps(type(fn).__call__ if NNXAdapter.is_module(fn) else fn)
-    def leakified(*args: Any, **kwargs: Any) -> Any:
-        traced = trace(fn, args, kwargs, patterns)
-        rewritten = handled("leakify", traced.sites, selection)
+class _Leakified:
+    """What :func:`leakyjax.leakify` returns: a function with ``fn``'s signature.
+
+    It keeps the rewritten bodies of the jitted functions inside ``fn`` (keyed by JAX's own
+    cached jaxpr of each, as ``jax.jit`` keys its cache), so that eager calls of
+    ``leakify(jax.jit(f))`` compile once. It pickles as ``leakify(fn, ...)``, when ``fn``
+    and ``sites`` pickle (cloudpickle handles lambdas and local functions).
+    """
+
+    _CACHE_SIZE = 256
+
+    def __init__(self, fn, negative_slope, grad_at_zero, patterns, selection) -> None:
+        self.fn = fn
+        self.negative_slope = negative_slope
+        self.grad_at_zero = grad_at_zero
+        self.patterns = patterns
+        self.selection = selection
+        self.cache: dict[Any, Any] = {}
+        functools.update_wrapper(self, type(fn).__call__ if NNXAdapter.is_module(fn) else fn)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            functools.partial(
+                leakify,
+                grad_at_zero=self.grad_at_zero,
+                patterns=self.patterns,
+                sites=self.selection,
+            ),
+            (self.fn, self.negative_slope),
+        )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        _check_no_shape_structs("leakify", args, kwargs)
+        traced = trace(self.fn, args, kwargs, self.patterns)
         if not traced.sites:
             warnings.warn(
-                f"leakify: found no ReLU ({', '.join(patterns)}) in {_describe_fn(fn)}; "
-                "nothing was rewritten. leakyjax.relu_sites lists what it finds.",
+                f"leakify: found no ReLU ({', '.join(self.patterns)}) in "
+                f"{_describe_fn(self.fn)}; nothing was rewritten. leakyjax.relu_sites lists "
+                "what it finds.",
                 stacklevel=2,
             )
-        if traced.differentiates_relu and any(s.kind == "relu" for s in rewritten):
+        rewritten = handled("leakify", traced.sites, self.selection)
+        differentiated = [s.name for s in rewritten if s.differentiated]
+        if differentiated:
             raise ValueError(
-                f"leakify: `fn` ({_describe_fn(fn)}) differentiates through a ReLU itself (a "
-                "jax.grad or jax.jvp inside it); rewriting the ReLU would leave its derivative "
-                "that of a ReLU. Apply leakify innermost, to the function being "
-                "differentiated: jax.grad(lj.leakify(f)), not lj.leakify(jax.grad(f))."
+                f"leakify: `fn` ({_describe_fn(self.fn)}) differentiates through a ReLU itself "
+                f"(a jax.grad or jax.jvp inside it: the program holds the derivative of "
+                f"{differentiated}); rewriting the ReLU would leave its derivative that of a "
+                "ReLU. Apply leakify innermost, to the function being differentiated: "
+                "jax.grad(lj.leakify(f)), not lj.leakify(jax.grad(f)). (A comparison of your "
+                "own of a ReLU's input with 0 looks the same; leave that site out with "
+                "`sites=`.)"
             )
-        return traced.run(Rule(sites={s.path: s for s in rewritten}, apply=apply))[0]
+        # The slope must fit each site's dtype: checked once here, naming leakify.
+        for dtype in {s.dtype for s in rewritten}:
+            v.round_to_dtype("leakify", "negative_slope", self.negative_slope, dtype)
+        where = ("leakify", "negative_slope")
 
-    return leakified
+        def apply(site: Site, eqn: jex.JaxprEqn, invals: list[Any]) -> tuple[list[Any], None]:
+            # What lj.leaky_relu(x, slope) calls, so the program is the hand-written twin's.
+            x = invals[site.operand]
+            with ji.equation_context(eqn):
+                return [static_slope(x, self.negative_slope, self.grad_at_zero, where)], None
+
+        rule = Rule(sites={s.path: s for s in rewritten}, apply=apply, cache=self.cache)
+        if len(self.cache) > self._CACHE_SIZE:
+            self.cache.clear()
+        return traced.run(rule)[0]
+
+
+def _check_no_shape_structs(fn_name: str, args: tuple, kwargs: dict) -> None:
+    leaves = jax.tree_util.tree_leaves((args, kwargs))
+    if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in leaves):
+        raise TypeError(
+            f"{fn_name}: the transformed function computes, so it needs arrays, got a "
+            "jax.ShapeDtypeStruct; for shapes alone use jax.eval_shape on it, or "
+            "leakyjax.relu_sites to list the sites"
+        )
 
 
 def relu_sites(

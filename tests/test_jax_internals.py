@@ -66,11 +66,25 @@ def test_scan_layout():
     assert set(ji.scan_options(eqn)) >= {"length", "reverse", "unroll"}
 
 
-def test_differentiation_recorder_restores_relu():
-    original = jax.nn.relu.jvp
-    with ji.record_relu_differentiation() as seen:
-        jax.make_jaxpr(jax.grad(lambda x: jax.nn.relu(x)))(1.0)
-    assert seen and jax.nn.relu.jvp is original
+def test_jax_nn_relu_is_told_apart_from_a_users_custom_jvp_relu():
+    @jax.custom_jvp
+    def mine(x):
+        return jnp.maximum(x, 0.0)
+
+    mine.defjvps(lambda t, ans, x: t)
+    (theirs,) = jax.make_jaxpr(jax.nn.relu)(X).eqns
+    (own,) = jax.make_jaxpr(mine)(X).eqns
+    assert ji.is_relu_custom_jvp(own) and not ji.is_jax_nn_relu(own)
+    assert ji.is_jax_nn_relu(theirs)
+
+
+def test_a_relu_differentiated_inside_shows_its_rule_on_its_input():
+    # jax.nn.relu's rule is select(x > 0, g, 0): under jax.grad inside the traced function
+    # the program keeps the custom_jvp equation for the value and compares its input with 0.
+    closed = jax.make_jaxpr(jax.grad(lambda x: jax.nn.relu(x).sum()))(X)
+    (site,) = [e for e in closed.eqns if ji.is_jax_nn_relu(e)]
+    compared = [e for e in closed.eqns if e.primitive.name in ji.COMPARISONS]
+    assert any(site.invars[0] in e.invars for e in compared)
 
 
 def test_source_location_skips_leakyjax():

@@ -1,0 +1,536 @@
+"""The transforms never give a silent wrong answer: low-precision dtypes, derivatives taken
+inside ``fn``, derivative rules of the user's, clamps, stacked layers, compile caching,
+inconsistent tracker state and the messages of the public boundary (issue 16)."""
+
+import logging
+import pickle
+import threading
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import leakyjax as lj
+
+KEY = jax.random.key(16)
+W = jax.random.normal(KEY, (4, 8))
+X = jax.random.normal(jax.random.fold_in(KEY, 1), (16, 4))
+
+
+@pytest.fixture(autouse=True)
+def no_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+def _equal(a, b):
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def mlp(params, x, act=jax.nn.relu):
+    for w in params[:-1]:
+        x = act(x @ w)
+    return x @ params[-1]
+
+
+PARAMS = [W, jax.random.normal(jax.random.fold_in(KEY, 2), (8, 8)), jnp.ones((8, 1))]
+
+# --- 1. Every inexact real dtype is a float site -----------------------------------------
+
+FLOATS = [
+    jnp.float16,
+    jnp.bfloat16,
+    jnp.float32,
+    *(
+        getattr(jnp, n)
+        for n in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz")
+        if hasattr(jnp, n)
+    ),
+]
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_low_precision_models_are_rewritten_and_tracked(dtype):
+    params = [p.astype(dtype) for p in PARAMS]
+    x = X.astype(dtype)
+    sites = lj.relu_sites(mlp)(params, x)
+    assert [s.rewritable for s in sites] == [True, True] and sites[0].dtype == np.dtype(dtype)
+    leaky = jax.jit(lj.leakify(mlp, 0.125))
+    twin = jax.jit(lambda p, x: mlp(p, x, lambda z: lj.leaky_relu(z, 0.125)))
+    _equal(leaky(params, x), twin(params, x))
+    loss = lambda f: lambda p: f(p, x).astype(jnp.float32).sum()  # noqa: E731
+    _equal(jax.jit(jax.grad(loss(leaky)))(params), jax.jit(jax.grad(loss(twin)))(params))
+    assert not bool(jnp.all(leaky(params, x) == jax.jit(mlp)(params, x)))  # it did change
+    tracker = lj.track_dead_units(mlp)
+    _, state = jax.jit(tracker.update)(tracker.init(params, x), params, x)
+    want = lj.dead_units(
+        jax.nn.relu(x.astype(jnp.float32) @ PARAMS[0].astype(dtype).astype(jnp.float32))
+    )
+    assert set(state) == {s.name for s in sites}
+    assert tracker.result(state)[sites[0].name].dead.shape == want.shape
+
+
+def test_float64_is_a_float_site():
+    with jax.enable_x64(True):
+        x = jnp.linspace(-1, 1, 5, dtype=jnp.float64)
+        _equal(
+            jax.jit(lj.leakify(jax.nn.relu, 0.5))(x), jax.jit(lambda v: lj.leaky_relu(v, 0.5))(x)
+        )
+
+
+@pytest.mark.parametrize(
+    ("dtype", "kind"), [(jnp.int32, "integer"), (jnp.complex64, "complex"), (jnp.uint8, "integer")]
+)
+def test_non_float_reasons_name_the_real_kind(dtype, kind):
+    (site,) = lj.relu_sites(jax.nn.relu)(jnp.ones(3, dtype))
+    assert not site.rewritable
+    assert site.reason == f"{kind} ReLU ({np.dtype(dtype).name}): left as it is"
+
+
+def test_mixed_precision_flax_model_is_leakified_and_tracked():
+    nn = pytest.importorskip("flax.linen")
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.relu(nn.Dense(8, dtype=jnp.bfloat16, param_dtype=jnp.float32)(x))
+            return nn.Dense(1, dtype=jnp.bfloat16, param_dtype=jnp.float32)(x)
+
+    class Twin(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = lj.leaky_relu(nn.Dense(8, dtype=jnp.bfloat16, param_dtype=jnp.float32)(x), 0.1)
+            return nn.Dense(1, dtype=jnp.bfloat16, param_dtype=jnp.float32)(x)
+
+    variables = Net().init(KEY, X)
+    (site,) = lj.relu_sites(Net().apply)(variables, X)
+    assert site.dtype == jnp.bfloat16 and site.rewritable and site.name == "params/Dense_0"
+    leaky = jax.jit(lj.leakify(Net().apply, 0.1))
+    twin = jax.jit(Twin().apply)
+    _equal(leaky(variables, X), twin(variables, X))
+    grad = lambda f: jax.jit(jax.grad(lambda v: f(v, X).astype(jnp.float32).sum()))  # noqa: E731
+    _equal(grad(leaky)(variables), grad(twin)(variables))
+    tracker = lj.track_dead_units(Net().apply)
+    _, state = jax.jit(tracker.update)(tracker.init(variables, X), variables, X)
+    z = nn.Dense(8, dtype=jnp.bfloat16, param_dtype=jnp.float32).apply(
+        {"params": variables["params"]["Dense_0"]}, X
+    )
+    np.testing.assert_array_equal(tracker.result(state)["params/Dense_0"].dead, lj.dead_units(z))
+
+
+# --- 2. Differentiation inside fn, decided from the program ---------------------------------
+
+
+def _inner_grad(w):
+    return jax.nn.relu(w - jax.grad(lambda v: jax.nn.relu(v).sum())(w))
+
+
+@pytest.mark.parametrize(
+    ("fn", "patterns"),
+    [
+        (_inner_grad, ("relu",)),
+        (jax.jit(_inner_grad), ("relu",)),
+        (
+            lambda w: jnp.maximum(w - jax.grad(lambda v: jnp.maximum(v, 0.0).sum())(w), 0.0),
+            ("maximum",),
+        ),
+        (
+            lambda w: (
+                jnp.where(w > 0, w, 0.0) - jax.grad(lambda v: jnp.where(v > 0, v, 0.0).sum())(w)
+            ),
+            ("where",),
+        ),
+        (lambda w: jax.jvp(jax.nn.relu, (w,), (jnp.ones_like(w),))[1], ("relu",)),
+    ],
+    ids=["grad", "cached-jit", "maximum", "where", "jvp"],
+)
+def test_a_derivative_taken_inside_fn_is_refused_on_every_call(fn, patterns):
+    w = jnp.array([1.0, -2.0, 0.5])
+    for _ in range(3):  # the second and later calls use what JAX cached
+        with pytest.raises(ValueError, match="differentiates through a ReLU itself"):
+            lj.leakify(fn, patterns=patterns)(w)
+
+
+def test_a_users_custom_relu_differentiated_inside_is_left_alone_with_a_warning():
+    @jax.custom_jvp
+    def ste(x):
+        return jnp.maximum(x, 0.0)
+
+    ste.defjvps(lambda t, ans, x: t)
+
+    def f(w):
+        return jax.nn.relu(w - jax.grad(lambda v: ste(v).sum())(w))
+
+    w = jnp.array([1.0, -2.0, 0.5])
+    with pytest.warns(UserWarning, match="ste.*custom_jvp of your own"):
+        out = jax.jit(lj.leakify(f, 0.1))(w)
+    _equal(out, jax.jit(lambda w: lj.leaky_relu(w - jax.grad(lambda v: ste(v).sum())(w), 0.1))(w))
+
+
+def test_leakify_is_thread_safe_while_other_threads_differentiate_relus():
+    expected = jax.jit(lj.leakify(mlp))(PARAMS, X)
+    stop, errors, results = threading.Event(), [], []
+
+    def differentiate():
+        while not stop.is_set():
+            jax.make_jaxpr(jax.grad(lambda v: jax.nn.relu(v).sum()))(X)
+
+    def transform():
+        try:
+            for _ in range(15):
+                results.append(jax.jit(lj.leakify(mlp))(PARAMS, X))
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    others = [threading.Thread(target=differentiate) for _ in range(2)]
+    workers = [threading.Thread(target=transform) for _ in range(4)]
+    for t in others + workers:
+        t.start()
+    for t in workers:
+        t.join()
+    stop.set()
+    for t in others:
+        t.join()
+    assert not errors
+    assert len(results) == 60
+    for out in results:
+        _equal(out, expected)
+
+
+# --- 3. A user's own derivative rule ---------------------------------------------------------
+
+
+def test_a_straight_through_relu_keeps_its_rule():
+    @jax.custom_jvp
+    def ste(x):
+        return jnp.maximum(x, 0.0)
+
+    ste.defjvp(lambda p, t: (ste(p[0]), t[0]))
+    x = jnp.array([-1.0, 2.0, -3.0])
+    (site,) = lj.relu_sites(ste)(x)
+    assert site.kind == "relu" and not site.rewritable and "ste" in site.reason
+    with pytest.warns(UserWarning, match="left as they are"):
+        g = jax.grad(lambda v: lj.leakify(ste)(v).sum())(x)
+    np.testing.assert_array_equal(g, [1.0, 1.0, 1.0])
+
+
+# --- 4. Clamps ---------------------------------------------------------------------------------
+
+
+def _layer_norm_relu_variance(x):
+    mean = x.mean(-1, keepdims=True)
+    var = jax.nn.relu((x * x).mean(-1, keepdims=True) - mean * mean)
+    return (x - mean) * jax.lax.rsqrt(var + 1e-6)
+
+
+def test_a_relu_clamping_a_variance_is_listed_and_left_alone():
+    def f(x):
+        return jax.nn.relu(_layer_norm_relu_variance(x) @ jnp.ones((4, 3)))
+
+    clamp, activation = lj.relu_sites(f)(X)
+    assert clamp.clamp and not clamp.rewritable and "clamp" in clamp.reason
+    assert not activation.clamp and activation.rewritable
+    with pytest.warns(UserWarning, match="1 site\\(s\\) left as they are.*clamp"):
+        out = jax.jit(lj.leakify(f))(X)
+    _equal(
+        out, jax.jit(lambda x: lj.leaky_relu(_layer_norm_relu_variance(x) @ jnp.ones((4, 3))))(X)
+    )
+    # Named in sites=, it is rewritten (never silently: the user asked).
+    named = jax.jit(lj.leakify(f, sites=[clamp.name, activation.name]))(X)
+    assert not bool(jnp.all(named == out)) or bool(jnp.all(_layer_norm_relu_variance(X) >= -1e30))
+    tracker = lj.track_dead_units(f, sites=[activation.name])
+    assert set(tracker.init(X)) == {activation.name}
+
+
+def test_a_relu_followed_by_a_flax_layer_norm_is_still_a_site():
+    nn = pytest.importorskip("flax.linen")
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.LayerNorm()(nn.relu(nn.Dense(8)(x)))
+            return nn.Dense(1)(x)
+
+    variables = Net().init(KEY, X)
+    (site,) = lj.relu_sites(Net().apply)(variables, X)
+    assert site.rewritable and not site.clamp
+
+
+def test_maximum_clamps_in_flax_norms_are_clamps_under_the_maximum_pattern():
+    nn = pytest.importorskip("flax.linen")
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(1)(jnp.maximum(nn.LayerNorm()(nn.Dense(8)(x)), 0.0))
+
+    variables = Net().init(KEY, X)
+    sites = lj.relu_sites(Net().apply, patterns=("maximum",))(variables, X)
+    assert [s.clamp for s in sites] == [True, False]
+
+
+# --- 5. Stacked layers --------------------------------------------------------------------------
+
+
+def _stacked(params, x):
+    def layer(h, w):
+        return jax.nn.relu(h @ w), None
+
+    return jax.lax.scan(layer, x, params["layers"])[0]
+
+
+def test_lax_scan_over_stacked_layers_is_tracked_per_layer():
+    layers = jnp.abs(jax.random.normal(KEY, (4, 4, 4))) + 0.1  # every unit alive on x > 0
+    layers = layers.at[0, :, :3].multiply(-1.0).at[2, :, 1].multiply(-1.0)  # dead: 3 then 1
+    params, x = {"layers": layers}, jnp.abs(X) + 0.1
+    (site,) = lj.relu_sites(_stacked)(params, x)
+    assert site.iterations == 4
+    tracker = lj.track_dead_units(_stacked)
+    state = tracker.init(params, x)
+    assert state[site.name].active.shape == (4, 4)
+    _, state = jax.jit(tracker.update)(state, params, x)
+    r = tracker.result(state)[site.name]
+    # By hand: layer by layer.
+    h, want = x, []
+    for w in layers:
+        want.append(lj.dead_units(h @ w))
+        h = jax.nn.relu(h @ w)
+    np.testing.assert_array_equal(r.dead, jnp.stack(want))
+    np.testing.assert_array_equal(r.dead.sum(-1), [3, 0, 1, 0])
+    np.testing.assert_array_equal(r.examples, [16] * 4)
+    assert r.fraction.shape == (4,) and float(jnp.mean(r.dead)) == 4 / 16
+
+
+def test_a_scan_over_data_ors_its_iterations():
+    def rnn(params, xs):
+        def cell(h, x):
+            h = jax.nn.relu(h @ params["w"] + x)
+            return h, h
+
+        return jax.lax.scan(cell, jnp.zeros(4), xs)[1]
+
+    params, xs = {"w": jnp.eye(4)}, X
+    (site,) = lj.relu_sites(rnn)(params, xs)
+    assert site.iterations is None
+    tracker = lj.track_dead_units(rnn)
+    _, state = jax.jit(tracker.update)(tracker.init(params, xs), params, xs)
+    assert state[site.name].active.shape == (4,)
+    assert int(tracker.result(state)[site.name].examples) == 16
+
+
+def test_flax_nn_scan_layers_are_tracked_per_layer():
+    nn = pytest.importorskip("flax.linen")
+
+    class Block(nn.Module):
+        @nn.compact
+        def __call__(self, h, _):
+            return nn.relu(nn.Dense(4, use_bias=False)(h)), None
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            stack = nn.scan(
+                Block, variable_axes={"params": 0}, split_rngs={"params": True}, length=3
+            )
+            return stack()(x, None)[0]
+
+    x = jnp.abs(X) + 0.1
+    variables = Net().init(KEY, x)
+    kernel = variables["params"]["ScanBlock_0"]["Dense_0"]["kernel"]
+    kernel = jnp.abs(kernel).at[1, :, :2].multiply(-1.0)  # layer 1: units 0 and 1 dead
+    variables = {"params": {"ScanBlock_0": {"Dense_0": {"kernel": kernel}}}}
+    (site,) = lj.relu_sites(Net().apply)(variables, x)
+    assert site.iterations == 3
+    tracker = lj.track_dead_units(Net().apply)
+    _, state = jax.jit(tracker.update)(tracker.init(variables, x), variables, x)
+    dead = tracker.result(state)[site.name].dead
+    np.testing.assert_array_equal(dead.sum(-1), [0, 2, 0])
+    np.testing.assert_array_equal(dead[1], [True, True, False, False])
+
+
+def test_haiku_layer_stack_is_tracked_per_layer():
+    hk = pytest.importorskip("haiku")
+
+    def forward(x):
+        def layer(h):
+            return jax.nn.relu(hk.Linear(4, with_bias=False)(h))
+
+        return hk.layer_stack(3)(layer)(x)
+
+    model = hk.without_apply_rng(hk.transform(forward))
+    x = jnp.abs(X) + 0.1
+    params = model.init(KEY, x)
+    ((module, leaves),) = params.items()
+    params = {module: {"w": jnp.abs(leaves["w"]).at[2, :, 3].multiply(-1.0)}}
+    (site,) = lj.relu_sites(model.apply)(params, x)
+    assert site.iterations == 3
+    tracker = lj.track_dead_units(model.apply)
+    _, state = jax.jit(tracker.update)(tracker.init(params, x), params, x)
+    np.testing.assert_array_equal(tracker.result(state)[site.name].dead.sum(-1), [0, 0, 1])
+
+
+# --- 6. Compile once ----------------------------------------------------------------------------
+
+
+class _CompileCounter(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def emit(self, record):
+        if "Finished XLA compilation" in record.getMessage():
+            self.count += 1
+
+
+def _compiles(fn, calls):
+    counter = _CompileCounter()
+    logger = logging.getLogger("jax._src.dispatch")
+    logger.addHandler(counter)
+    with jax.log_compiles(True), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        counts = []
+        for _ in range(calls):
+            before = counter.count
+            jax.block_until_ready(fn())
+            counts.append(counter.count - before)
+    logger.removeHandler(counter)
+    return counts
+
+
+def test_eager_calls_of_a_leakified_jit_compile_once():
+    leaky = lj.leakify(jax.jit(mlp))
+    counts = _compiles(lambda: leaky(PARAMS, X), 5)
+    assert counts[0] >= 1 and counts[1:] == [0, 0, 0, 0], counts
+
+
+def test_eager_tracker_updates_of_a_jitted_model_compile_once():
+    tracker = lj.track_dead_units(jax.jit(mlp))
+    state = tracker.init(PARAMS, X)
+    counts = _compiles(lambda: tracker.update(state, PARAMS, X), 5)
+    assert counts[1:] == [0, 0, 0, 0], counts
+
+
+# --- 7. Tracker state ---------------------------------------------------------------------------
+
+
+def test_tracker_checks_state_at_update_and_merge():
+    tracker = lj.track_dead_units(mlp)
+    state = tracker.init(PARAMS, X)
+    name = next(iter(state))
+    narrow = {**state, name: lj.SiteState(jnp.zeros(1, bool), state[name].examples)}
+    with pytest.raises(ValueError, match=r"active must have shape \(8,\)"):
+        tracker.update(narrow, PARAMS, X)
+    with pytest.raises(ValueError, match=r"`b`.*active must have shape \(8,\)"):
+        tracker.merge(state, narrow)
+    floats = {**state, name: lj.SiteState(jnp.zeros(8), state[name].examples)}
+    with pytest.raises(ValueError, match="dtype bool"):
+        tracker.update(floats, PARAMS, X)
+    ints = {**state, name: lj.SiteState(jnp.zeros(8, jnp.int32), state[name].examples)}
+    with pytest.raises(ValueError, match="dtype bool"):
+        tracker.merge(state, ints)
+    with pytest.raises(TypeError, match="`state` must be a tracker state"):
+        tracker.result([1])
+
+
+def test_unit_axis_is_checked_at_update():
+    tracker = lj.track_dead_units(jax.nn.relu, unit_axis=2)
+    state = tracker.init(jnp.ones((2, 3, 4)))
+    with pytest.raises(ValueError, match="unit_axis"):
+        tracker.update(state, jnp.ones((7, 4)))
+
+
+def test_a_fresh_state_reports_no_dead_unit():
+    tracker = lj.track_dead_units(mlp)
+    r = tracker.result(tracker.init(PARAMS, X))
+    for result in r.values():
+        assert not bool(result.dead.any()) and float(result.fraction) == 0.0
+    np.testing.assert_array_equal(lj.dead_units(jnp.zeros((0, 8))), jnp.zeros(8, bool))
+
+
+@pytest.mark.parametrize("axis_name", [0, ("batch", 1), ()])
+def test_axis_name_is_checked_at_construction(axis_name):
+    with pytest.raises(TypeError, match="`axis_name` must be"):
+        lj.track_dead_units(mlp, axis_name=axis_name)
+
+
+def test_a_while_condition_site_is_left_out_with_a_warning():
+    def f(x):
+        return jax.lax.while_loop(lambda c: jax.nn.relu(c).sum() < 10.0, lambda c: c + 1.0, x)
+
+    tracker = lj.track_dead_units(f)
+    with pytest.warns(UserWarning, match="not tracked.*while_loop's condition"):
+        state = tracker.init(X[0])
+    assert state == {}
+
+
+# --- 8. Messages ---------------------------------------------------------------------------------
+
+
+def test_an_output_that_is_not_an_array_names_the_users_function():
+    def returns_text(x):
+        return "text"
+
+    with pytest.raises(TypeError, match="returns_text"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lj.leakify(returns_text)(X)
+
+
+def test_an_overflowing_slope_names_leakify():
+    with pytest.raises(ValueError, match="^leakify: `negative_slope`=100000.0 overflows float16"):
+        lj.leakify(jax.nn.relu, 1e5)(X.astype(jnp.float16))
+
+
+def test_empty_and_unselective_sites_are_not_silent():
+    with pytest.raises(ValueError, match="`sites` is empty"):
+        lj.leakify(mlp, sites=[])
+    with pytest.warns(UserWarning, match="predicate selects none of the 2 sites"):
+        lj.leakify(mlp, sites=lambda s: False)(PARAMS, X)
+    with pytest.raises(TypeError, match="predicate must take one argument"):
+        lj.leakify(mlp, sites=lambda: True)
+
+
+def test_site_selection_is_linear():
+    def many(x):
+        for _ in range(400):
+            x = jax.nn.relu(x)
+        return x
+
+    calls = 0
+    original = lj.Site.__eq__
+
+    def counting(self, other):
+        nonlocal calls
+        calls += 1
+        return original(self, other)
+
+    lj.Site.__eq__ = counting
+    try:
+        jax.make_jaxpr(lj.leakify(many, sites=["*"]))(X)
+    finally:
+        lj.Site.__eq__ = original
+    assert calls < 400
+
+
+def test_pickling_says_what_it_is():
+    leaky = lj.leakify(mlp, 0.2)  # a module-level function: pickled by reference
+    again = pickle.loads(pickle.dumps(leaky))
+    _equal(jax.jit(again)(PARAMS, X), jax.jit(leaky)(PARAMS, X))
+    local = lj.leakify(lambda x: jax.nn.relu(x))
+    with pytest.raises((pickle.PicklingError, AttributeError), match="lambda"):
+        pickle.dumps(local)
+
+
+def test_shape_dtype_structs_get_one_clear_message():
+    spec = jax.ShapeDtypeStruct(X.shape, X.dtype)
+    for fn in (jax.nn.relu, lambda x: mlp(PARAMS, x)):
+        with pytest.raises(TypeError, match="needs arrays, got a jax.ShapeDtypeStruct"):
+            lj.leakify(fn)(spec)
+    assert jax.eval_shape(lj.leakify(jax.nn.relu), spec).shape == X.shape
+
+
+def test_python_numbers_come_back_as_python_numbers():
+    out = lj.leakify(lambda x: (jax.nn.relu(x), 3, 2.5))(X)
+    assert type(out[1]) is int and type(out[2]) is float
