@@ -182,7 +182,7 @@ def test_leakify_is_thread_safe_while_other_threads_differentiate_relus():
         try:
             for _ in range(15):
                 results.append(jax.jit(lj.leakify(mlp))(PARAMS, X))
-        except Exception as error:  # noqa: BLE001 - reported below
+        except Exception as error:
             errors.append(error)
 
     others = [threading.Thread(target=differentiate) for _ in range(2)]
