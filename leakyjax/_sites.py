@@ -286,12 +286,20 @@ class _Finder:
 
 
 def _uses(jaxpr: jex.Jaxpr) -> dict[Any, list[tuple[jex.JaxprEqn, int]]]:
+    """The equations using each variable (and each literal value: a static input appears
+    as one literal per use), with the operand's position."""
     uses: dict[Any, list[tuple[jex.JaxprEqn, int]]] = {}
     for eqn in jaxpr.eqns:
         for k, atom in enumerate(eqn.invars):
-            if not isinstance(atom, jex.Literal):
-                uses.setdefault(atom, []).append((eqn, k))
+            uses.setdefault(_key(atom), []).append((eqn, k))
     return uses
+
+
+def _key(atom: Any) -> Any:
+    if isinstance(atom, jex.Literal):
+        value = np.asarray(atom.val)
+        return ("literal", str(atom.aval), value.dtype.str, value.tobytes())
+    return atom
 
 
 def _dtype_reason(dtype: Any) -> str | None:
@@ -349,6 +357,11 @@ def _differentiated(eqn: jex.JaxprEqn, x: Any, producers, uses, outvars) -> bool
     0)), its output compared with anything (max's rule), or its predicate used again
     (where's rule). A comparison of your own on a ReLU's input counts too: the rule cannot
     tell them apart, and refusing is the safe side."""
+    unused = all(_key(out) not in uses and out not in outvars for out in eqn.outvars)
+    if isinstance(x, jex.Literal) and unused:
+        # A constant ReLU whose value is dropped: JAX folded its derivative's comparison
+        # into a constant (jax.grad of fn at a Python number), so it cannot be told; refuse.
+        return True
     own_predicate = None
     if eqn.primitive.name != ji.CUSTOM_JVP:  # where: the select's predicate is its own
         candidates = [producers.get(a) for a in eqn.invars if not isinstance(a, jex.Literal)]
@@ -356,7 +369,7 @@ def _differentiated(eqn: jex.JaxprEqn, x: Any, producers, uses, outvars) -> bool
             (p for p in candidates if p is not None and p.primitive.name in ji.COMPARISONS),
             None,
         )
-    for user, k in [] if isinstance(x, jex.Literal) else uses.get(x, []):
+    for user, k in uses.get(_key(x), []):
         if user is eqn or user is own_predicate or user.primitive.name not in ji.COMPARISONS:
             continue
         if not ji.is_zero(user.invars[1 - k], producers):
