@@ -388,6 +388,32 @@ CLAMP_PASSTHROUGH = frozenset(
 )
 
 
+# A statistic (a mean, a variance) is computed from these by elementwise arithmetic.
+REDUCTIONS = frozenset({"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "psum", "pmean"})
+ELEMENTWISE = (
+    frozenset(
+        {
+            "sqrt",
+            "rsqrt",
+            "div",
+            "integer_pow",
+            "square",
+            "abs",
+            "exp",
+            "log",
+            "log1p",
+            "neg",
+            "sign",
+            "pow",
+            "clamp",
+            "select_n",
+            "stop_gradient",
+        }
+    )
+    | COMPARISONS
+)
+
+
 def call_body(eqn: jex.JaxprEqn) -> jex.Jaxpr | None:
     """The body of a jit or closed_call equation (its inputs and outputs one to one with
     the equation's), else None."""

@@ -139,7 +139,7 @@ class _Scope:
     contexts: tuple[str, ...] = ()
     blocked: str | None = None
     stacking: tuple[tuple[tuple, int, frozenset[int]], ...] = ()
-    outputs_clamp: Callable[[int], bool] | None = None
+    outputs_clamp: Callable[[int, bool], bool] | None = None
     unobservable: str | None = None
 
 
@@ -228,8 +228,8 @@ class _Finder:
         outputs_clamp = None
         if name in (ji.JIT, ji.CLOSED_CALL, ji.CHECKPOINT):  # outputs one to one
 
-            def outputs_clamp(k: int) -> bool:
-                return _only_clamps(eqn.outvars[k], uses, jaxpr, scope.outputs_clamp)
+            def outputs_clamp(k: int, statistic: bool) -> bool:
+                return _only_clamps(eqn.outvars[k], uses, jaxpr, scope.outputs_clamp, statistic)
 
         unobservable = scope.unobservable
         if unobservable is None and name == ji.SHARD_MAP:
@@ -257,12 +257,15 @@ class _Finder:
                 f"{ji.custom_rule_name(eqn) or 'a function'!r} is a custom_jvp of your own "
                 "around max(x, 0), with a derivative rule of its own: left as it is"
             )
-        clamp = reason is None and _only_clamps(eqn.outvars[0], uses, jaxpr, scope.outputs_clamp)
+        clamp = reason is None and _only_clamps(
+            eqn.outvars[0], uses, jaxpr, scope.outputs_clamp, _is_statistic(x, producers)
+        )
         if clamp:
             reason = (
-                "a clamp: its output is used only on the way to a square root, reciprocal "
-                "square root, logarithm or a division's denominator (a variance or a norm): "
-                "left as it is unless `sites=` names it"
+                "a clamp: its output only reaches a square root, reciprocal square root, "
+                "logarithm or a division's denominator (a variance or a norm), or, for a "
+                "statistic, the function's outputs (a running variance): left as it is "
+                "unless `sites=` names it"
             )
         stacked = [s for s in scope.stacking if s[2] & origins.keys()]
         self.found.append(
@@ -318,10 +321,12 @@ def _dtype_reason(dtype: Any) -> str | None:
     return f"{kind} ReLU ({np.dtype(dtype).name}): left as it is"
 
 
-def _only_clamps(var: Any, uses, jaxpr: jex.Jaxpr, outputs_clamp) -> bool:
+def _only_clamps(var: Any, uses, jaxpr: jex.Jaxpr, outputs_clamp, statistic: bool) -> bool:
     """Whether every use of ``var`` leads only to a square root, reciprocal square root,
     logarithm or a division's denominator (through elementwise arithmetic, casts and jit
-    calls), and at least one does: then a ReLU producing it clamps, it is no activation."""
+    calls), and at least one does: then a ReLU producing it clamps, it is no activation.
+    When the ReLU's input is a ``statistic``, reaching the outputs of ``fn`` counts too (a
+    running variance written back as state)."""
     pending, seen, reached = [(var, uses, jaxpr, outputs_clamp)], set(), False
     while pending:
         var, var_uses, where, escape = pending.pop()
@@ -330,25 +335,60 @@ def _only_clamps(var: Any, uses, jaxpr: jex.Jaxpr, outputs_clamp) -> bool:
         seen.add(id(var))
         if var in where.outvars:
             k = where.outvars.index(var)
-            if escape is None or not escape(k):
+            if escape is None:  # an output of fn
+                if not statistic:
+                    return False
+            elif not escape(k, statistic):
                 return False
             reached = True
-        for eqn, k in var_uses.get(var, []):
+        for eqn, k in var_uses.get(_key(var), []):
             name = eqn.primitive.name
             if name in ji.CLAMP_ENDS or (name == ji.DIV and k == 1):
                 reached = True
             elif name in ji.CLAMP_PASSTHROUGH:
                 pending += [(out, var_uses, where, escape) for out in eqn.outvars]
             elif (body := ji.call_body(eqn)) is not None:
-                inner_uses = _uses(body)
 
-                def inner_escape(j, eqn=eqn, var_uses=var_uses, where=where, escape=escape):
-                    return _only_clamps(eqn.outvars[j], var_uses, where, escape)
+                def inner_escape(j, statistic, eqn=eqn, var_uses=var_uses, where=where, e=escape):
+                    return _only_clamps(eqn.outvars[j], var_uses, where, e, statistic)
 
-                pending.append((body.invars[k], inner_uses, body, inner_escape))
+                pending.append((body.invars[k], _uses(body), body, inner_escape))
             else:
                 return False
     return reached
+
+
+def _is_statistic(x: Any, producers) -> bool:
+    """Whether ``x`` is computed from reductions (a mean, a variance) through elementwise
+    arithmetic only, with no matmul or convolution on the way: a statistic, not a unit's
+    pre-activation."""
+    # Each entry: an atom, the producers of its jaxpr, and how that jaxpr's inputs map to
+    # the atoms of its caller (a jit body's inputs are the call's operands).
+    pending: list[tuple[Any, dict, dict]] = [(x, producers, {})]
+    seen, reduced = set(), False
+    while pending:
+        atom, where, callers = pending.pop()
+        if isinstance(atom, jex.Literal) or id(atom) in seen:
+            continue
+        seen.add(id(atom))
+        if atom in callers:
+            pending.append(callers[atom])
+            continue
+        eqn = where.get(atom)
+        if eqn is None:  # an input of fn: neither
+            continue
+        name = eqn.primitive.name
+        if name in ji.REDUCTIONS:
+            reduced = True
+        elif name in ji.CLAMP_PASSTHROUGH or name in ji.ELEMENTWISE:
+            pending += [(a, where, callers) for a in eqn.invars]
+        elif (body := ji.call_body(eqn)) is not None:
+            inner = {v: e for e in body.eqns for v in e.outvars}
+            outer = {v: (a, where, callers) for v, a in zip(body.invars, eqn.invars, strict=True)}
+            pending.append((body.outvars[list(eqn.outvars).index(atom)], inner, outer))
+        else:
+            return False
+    return reduced
 
 
 def _differentiated(eqn: jex.JaxprEqn, x: Any, producers, uses, outvars) -> bool:

@@ -232,10 +232,10 @@ def test_linen_normalization_clamp_left_alone_by_default():
     clamps = [(s.kind, s.shape) for s in sites if s.kind == "maximum"]
     assert clamps == [("maximum", (8,)), ("maximum", (5,))]
     assert sites[1].name == "Net/LayerNorm_0"
-    # LayerNorm's clamp only reaches its rsqrt: a clamp, left alone unless named. BatchNorm's
-    # in training also reaches the running variance (an output): not recognised as a clamp.
-    assert [s.clamp for s in sites if s.kind == "maximum"] == [True, False]
-    with pytest.warns(UserWarning, match="LayerNorm_0 \\(a clamp"):
+    # Both clamps are found (BatchNorm's also reaches the running variance, an output, and
+    # clamps a statistic): left alone unless named.
+    assert [s.clamp for s in sites if s.kind == "maximum"] == [True, True]
+    with pytest.warns(UserWarning, match="2 site\\(s\\) left as they are.*LayerNorm_0 \\(a clamp"):
         lj.leakify(model.apply, SLOPE, patterns=("relu", "maximum"))(
             variables, X, mutable=["batch_stats"]
         )

@@ -3,6 +3,7 @@ inside ``fn``, derivative rules of the user's, clamps, stacked layers, compile c
 inconsistent tracker state and the messages of the public boundary (issue 16)."""
 
 import logging
+import os
 import pickle
 import threading
 import warnings
@@ -257,6 +258,41 @@ def test_a_relu_followed_by_a_flax_layer_norm_is_still_a_site():
     variables = Net().init(KEY, X)
     (site,) = lj.relu_sites(Net().apply)(variables, X)
     assert site.rewritable and not site.clamp
+
+
+def test_keras_batch_norm_renorm_clamp_is_left_alone():
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "jax":
+        pytest.skip("keras runs on another backend here")
+
+    def net(activation):
+        layers = [keras.layers.Dense(6), activation, keras.layers.BatchNormalization(renorm=True)]
+        net = keras.Sequential([*layers, keras.layers.Dense(1)])
+        net.build((None, 4))
+        return net
+
+    model = net(keras.layers.ReLU())
+    twin = net(keras.layers.Activation(lambda z: lj.leaky_relu(z, 0.1)))
+    trainable = [v.value for v in model.trainable_variables]
+    state = [v.value for v in model.non_trainable_variables]
+
+    def step(trainable, state, x):
+        return model.stateless_call(trainable, state, x, training=True)
+
+    activation, clamp = lj.relu_sites(step)(trainable, state, X)
+    assert activation.rewritable and not activation.clamp
+    assert clamp.clamp and not clamp.rewritable and "running variance" in clamp.reason
+    with pytest.warns(UserWarning, match="1 site\\(s\\) left as they are.*a clamp"):
+        out, new_state = jax.jit(lj.leakify(step, 0.1))(trainable, state, X)
+    twin_out, twin_state = jax.jit(lambda t, s, x: twin.stateless_call(t, s, x, training=True))(
+        trainable, state, X
+    )
+    # The twin: a Leaky ReLU activation, the variance clamp a ReLU as before.
+    _equal((out, new_state), (twin_out, twin_state))
+    # Named, it is rewritten (never silently).
+    (named,) = [s for s in lj.relu_sites(step)(trainable, state, X) if s.clamp]
+    jax.jit(lj.leakify(step, 0.1, sites=[activation.name, named.name]))(trainable, state, X)
 
 
 def test_maximum_clamps_in_flax_norms_are_clamps_under_the_maximum_pattern():
