@@ -25,10 +25,14 @@ import numpy as np
 from jax._src import api_util, source_info_util
 from jax._src import linear_util as lu
 from jax._src.ad_checkpoint import remat_p as _remat_p
+from jax._src.array import ArrayImpl as _ArrayImpl
 from jax._src.interpreters import partial_eval as pe
 from jax._src.sharding_impls import UNSPECIFIED
 
 P = jex.primitives
+
+# The type of a concrete jax.Array, for a fast test on the eager path of a call.
+ArrayImpl = _ArrayImpl
 
 # leakyjax's own activation carries this name on its custom_jvp, so the tracker finds it.
 MARKER = "leakyjax_leaky_relu"

@@ -22,6 +22,7 @@ from leakyjax._transforms import (
     check_fn,
     check_patterns,
     check_sites,
+    eager_key,
     handled,
     trace,
 )
@@ -164,6 +165,7 @@ class _Tracker:
         self.selection = selection
         self.axis_name = axis_name
         self.cache: dict[Any, Any] = {}  # rewritten jit bodies: see _interpreter.Rule
+        self.compiled: dict[Any, Any] = {}  # eager updates of a jitted fn: see eager_key
 
     def functions(self) -> DeadUnitTracker:
         return DeadUnitTracker(self.init, self.update, self.merge, self.result)
@@ -229,6 +231,17 @@ class _Tracker:
         return {s.name: self.empty(s) for s in sites}
 
     def update(self, state: dict[str, SiteState], *args: Any, **kwargs: Any) -> tuple[Any, dict]:
+        eager = eager_key(self.fn, args, kwargs)
+        if eager is not None:
+            state_key = (
+                jax.tree_util.tree_structure(state),
+                tuple((np.shape(x), jnp.result_type(x)) for x in jax.tree_util.tree_leaves(state)),
+            )
+            entry = self.compiled.get((eager[0], state_key))
+            if entry is not None:
+                program, out_tree = entry
+                out, new_state = program(state, *eager[1])
+                return jax.tree_util.tree_unflatten(out_tree, out), new_state
         traced, sites = self.tracked(args, kwargs, "update")
         _check_state("update", "state", state, {s.name: self.empty(s) for s in sites})
         rule = Rule(
@@ -245,12 +258,28 @@ class _Tracker:
         )
         if len(self.cache) > 256:
             self.cache.clear()
-        out, observed = traced.run(rule)
-        new_state = {
-            name: _combine(SiteState(*old), observed[name]) if name in observed else old
-            for name, old in state.items()
-        }
-        return out, new_state
+
+        def run(state: dict, inputs: Any = None) -> tuple[Any, dict]:
+            out, observed = traced.run(rule, inputs)
+            new_state = {
+                name: _combine(SiteState(*old), observed[name]) if name in observed else old
+                for name, old in state.items()
+            }
+            return out, new_state
+
+        if eager is not None and traced.one_jit:
+            # fn is a jitted function: eager updates get a jitted program too (see leakify).
+            def flat(state: dict, *inputs: Any) -> tuple[Any, dict]:
+                out, new_state = run(state, inputs)
+                return jax.tree_util.tree_leaves(out), new_state
+
+            program = jax.jit(flat)
+            if len(self.compiled) > 256:
+                self.compiled.clear()
+            self.compiled[(eager[0], state_key)] = (program, traced.out_tree)
+            out, new_state = program(state, *traced.inputs)
+            return jax.tree_util.tree_unflatten(traced.out_tree, out), new_state
+        return run(state)
 
     def merge(self, a: dict[str, SiteState], b: dict[str, SiteState]) -> dict[str, SiteState]:
         _check_state("merge", "a", a, None)

@@ -93,11 +93,53 @@ class Traced:
     sites: list[Site]
     finish: Callable[[Any], Any]  # writes back NNX state; returns fn's output
 
-    def run(self, rule: Rule) -> tuple[Any, dict[str, Any]]:
+    def run(self, rule: Rule, inputs: Sequence[Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """``fn``'s output with ``rule`` applied at its sites, and the observations."""
-        outs, observed = evaluate(self.jaxpr, self.inputs, rule)
+        outs, observed = evaluate(self.jaxpr, self.inputs if inputs is None else inputs, rule)
         outs = [_plain_scalar(out) for out in outs]
         return self.finish(jax.tree_util.tree_unflatten(self.out_tree, outs)), observed
+
+    @property
+    def one_jit(self) -> bool:
+        """Whether ``fn`` is one call of a jitted function (``jax.jit(f)`` itself)."""
+        jaxpr = self.jaxpr.jaxpr
+        if len(jaxpr.eqns) != 1 or jaxpr.eqns[0].primitive.name != ji.JIT:
+            return False
+        (eqn,) = jaxpr.eqns
+        return list(eqn.invars) == list(jaxpr.invars) and list(eqn.outvars) == list(jaxpr.outvars)
+
+
+def eager_key(fn: Any, args: tuple, kwargs: dict) -> tuple[Any, list[Any]] | None:
+    """For an eager call (no tracer among the arguments), a key as ``jax.jit`` keys its
+    cache (the tree structure, each array's shape, dtype, weak type and sharding, the other
+    leaves by equality) and the arrays; None for a traced call, Flax NNX modules or an
+    unhashable static leaf."""
+    leaves, treedef = jax.tree_util.tree_flatten((fn, args, kwargs))
+    nnx = sys.modules.get("flax.nnx")
+    arrays, signature = [], []
+    for leaf in leaves:
+        if type(leaf) is ji.ArrayImpl:  # the common case first: a concrete jax.Array
+            arrays.append(leaf)
+            signature.append((leaf.shape, leaf.dtype, leaf.weak_type, leaf.sharding))
+            continue
+        if isinstance(leaf, jax.core.Tracer) or (nnx is not None and isinstance(leaf, nnx.Module)):
+            return None
+        if isinstance(leaf, jax.Array):
+            arrays.append(leaf)
+            signature.append((leaf.shape, leaf.dtype, leaf.weak_type, leaf.sharding))
+        elif isinstance(leaf, (np.ndarray, np.generic)):
+            arrays.append(leaf)
+            signature.append((np.shape(leaf), leaf.dtype))
+        elif isinstance(leaf, jax.ShapeDtypeStruct):
+            return None
+        else:
+            signature.append(("static", leaf))
+    key = (treedef, tuple(signature))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key, arrays
 
 
 def _plain_scalar(value: Any) -> Any:
@@ -380,6 +422,7 @@ class _Leakified:
         self.patterns = patterns
         self.selection = selection
         self.cache: dict[Any, Any] = {}
+        self.compiled: dict[Any, Any] = {}  # eager calls of a jitted fn: see eager_key
         functools.update_wrapper(self, type(fn).__call__ if NNXAdapter.is_module(fn) else fn)
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -394,6 +437,10 @@ class _Leakified:
         )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        eager = eager_key(self.fn, args, kwargs)
+        if eager is not None and eager[0] in self.compiled:
+            program, out_tree = self.compiled[eager[0]]
+            return jax.tree_util.tree_unflatten(out_tree, program(*eager[1]))
         _check_no_shape_structs("leakify", args, kwargs)
         traced = trace(self.fn, args, kwargs, self.patterns)
         if not traced.sites:
@@ -429,6 +476,14 @@ class _Leakified:
         rule = Rule(sites={s.path: s for s in rewritten}, apply=apply, cache=self.cache)
         if len(self.cache) > self._CACHE_SIZE:
             self.cache.clear()
+        if eager is not None and traced.one_jit:
+            # fn is a jitted function: eager calls get a jitted program too, its trace kept as
+            # jax.jit keeps it (f's Python ran once per key already, inside jax.jit).
+            program = jax.jit(lambda *inputs: evaluate(traced.jaxpr, inputs, rule)[0])
+            if len(self.compiled) > self._CACHE_SIZE:
+                self.compiled.clear()
+            self.compiled[eager[0]] = (program, traced.out_tree)
+            return jax.tree_util.tree_unflatten(traced.out_tree, program(*traced.inputs))
         return traced.run(rule)[0]
 
 

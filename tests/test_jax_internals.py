@@ -90,3 +90,7 @@ def test_a_relu_differentiated_inside_shows_its_rule_on_its_input():
 def test_source_location_skips_leakyjax():
     (eqn,) = jax.make_jaxpr(lambda x: lj.leaky_relu(x))(X).eqns  # built in leakyjax's files
     assert ji.source_location(eqn).startswith("test_jax_internals.py:")
+
+
+def test_array_impl_is_the_type_of_a_concrete_array():
+    assert type(jnp.ones(2)) is ji.ArrayImpl

@@ -449,6 +449,25 @@ def test_eager_tracker_updates_of_a_jitted_model_compile_once():
     assert counts[1:] == [0, 0, 0, 0], counts
 
 
+def test_eager_calls_of_a_leakified_jit_are_the_jitted_twin():
+    leaky = lj.leakify(jax.jit(mlp), 0.1)
+    twin = jax.jit(lambda p, x: mlp(p, x, lambda z: lj.leaky_relu(z, 0.1)))
+    for x in (X, X[:3], X):  # a new shape is a new entry, as in jax.jit
+        _equal(leaky(PARAMS, x), twin(PARAMS, x))
+    tracker = lj.track_dead_units(jax.jit(mlp))
+    state = tracker.init(PARAMS, X)
+    eager = tracker.update(tracker.update(state, PARAMS, X)[1], PARAMS, -X)
+    jitted = jax.jit(tracker.update)(jax.jit(tracker.update)(state, PARAMS, X)[1], PARAMS, -X)
+    _equal(eager, jitted)
+
+
+def test_jitted_functions_nested_inside_fn_compile_once():
+    inner = jax.jit(mlp)
+    leaky = lj.leakify(lambda p, x: inner(p, x) * 2.0)
+    counts = _compiles(lambda: leaky(PARAMS, X), 4)
+    assert counts[2:] == [0, 0], counts
+
+
 # --- 7. Tracker state ---------------------------------------------------------------------------
 
 
