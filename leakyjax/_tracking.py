@@ -12,20 +12,12 @@ import jax.extend.core as jex
 import jax.numpy as jnp
 import numpy as np
 
-from leakyjax import _jax_internals as ji
+from leakyjax import _jax_internals as internals
 from leakyjax import _sites
-from leakyjax import _validation as v
+from leakyjax import _validation as checks
 from leakyjax._interpreter import Observer, Rule
-from leakyjax._sites import Site
-from leakyjax._transforms import (
-    SiteSelection,
-    check_fn,
-    check_patterns,
-    check_sites,
-    eager_key,
-    handled,
-    trace,
-)
+from leakyjax._sites import Site, SiteSelection
+from leakyjax._tracing import eager_key, select_sites, trace
 
 _MAX_COUNT = np.uint32(np.iinfo(np.uint32).max)
 
@@ -143,14 +135,14 @@ def track_dead_units(
       >>> r.dead, float(r.fraction), int(r.examples)
       (Array([False, False,  True], dtype=bool), 0.3333333432674408, 8)
     """
-    check_fn("track_dead_units", fn)
-    v.check_int("track_dead_units", "unit_axis", unit_axis)
+    checks.check_fn("track_dead_units", fn)
+    checks.check_int("track_dead_units", "unit_axis", unit_axis)
     _check_axis_name(axis_name)
     return _Tracker(
         fn,
         unit_axis,
-        check_patterns("track_dead_units", patterns, tuple(_sites.PATTERNS)),
-        check_sites("track_dead_units", sites),
+        checks.check_patterns("track_dead_units", patterns, tuple(_sites.PATTERNS)),
+        checks.check_sites("track_dead_units", sites),
         axis_name,
     ).functions()
 
@@ -174,7 +166,7 @@ class _Tracker:
         """``fn`` traced at the arguments, and the sites it tracks there (each checked to
         have a unit axis); a warning lists the selected sites it cannot observe."""
         traced = trace(self.fn, args, kwargs, self.patterns)
-        chosen = handled("track_dead_units", traced.sites, self.selection)
+        chosen = select_sites("track_dead_units", traced.sites, self.selection)
         unobservable = [s for s in chosen if s.unobservable is not None]
         if unobservable:
             listing = "; ".join(f"{s.name} ({s.unobservable})" for s in unobservable)
@@ -193,7 +185,7 @@ class _Tracker:
                 f"track_dead_units.{call}: site {site.name!r} applies a ReLU to a scalar; it "
                 "has no unit axis. Leave it out with `sites=`."
             )
-        axis = v.check_axis(
+        axis = checks.check_axis(
             f"track_dead_units.{call} (site {site.name!r}, shape {site.shape})",
             "unit_axis",
             self.unit_axis,
@@ -219,7 +211,7 @@ class _Tracker:
                 jax.lax.psum(observation.active.astype(jnp.int32), self.axis_name) > 0,
                 jax.lax.psum(observation.examples, self.axis_name),
             )
-        return ji.bind(eqn, invals), observation
+        return internals.bind(eqn, invals), observation
 
     def init(self, *args: Any, **kwargs: Any) -> dict[str, SiteState]:
         traced, sites = self.tracked(args, kwargs, "init")
@@ -247,13 +239,7 @@ class _Tracker:
         rule = Rule(
             sites={s.path: s for s in sites},
             apply=self.observe,
-            observer=Observer(
-                empty=self.empty,
-                combine=_combine,
-                arity=2,
-                flatten=list,
-                unflatten=lambda flat: SiteState(*flat),
-            ),
+            observer=Observer(empty=self.empty, combine=_combine),
             cache=self.cache,
         )
         if len(self.cache) > 256:
@@ -305,7 +291,7 @@ def _check_axis_name(axis_name: Any) -> None:
     if axis_name is not None and not (names and all(isinstance(n, str) for n in names)):
         raise TypeError(
             "track_dead_units: `axis_name` must be None, a named axis (a str, as given to "
-            f"jax.vmap, shard_map or pmap) or a tuple of them, got {v.describe(axis_name)}"
+            f"jax.vmap, shard_map or pmap) or a tuple of them, got {checks.describe(axis_name)}"
         )
 
 
@@ -318,7 +304,7 @@ def _check_state(call: str, name: str, state: Any, expected: dict[str, Any] | No
     ):
         raise TypeError(
             f"{where} must be a tracker state (a dict of SiteState, from init), got "
-            f"{v.describe(state)}"
+            f"{checks.describe(state)}"
         )
     if expected is None:
         return

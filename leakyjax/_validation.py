@@ -9,14 +9,19 @@ a traced value skips them (docs/errors.md says what a bad traced value gives).
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
-from typing import Any, SupportsFloat, cast
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, SupportsFloat, cast
 
 import jax
 import jax.core
 import jax.numpy as jnp
 import numpy as np
+
+if TYPE_CHECKING:
+    from leakyjax._sites import Site, SiteSelection
 
 # Real dtypes accepted at once (checked first, so that an eager call stays cheap).
 _REAL_DTYPES = frozenset(
@@ -267,3 +272,71 @@ def check_shape(fn: str, name: str, shape: Any) -> tuple[int, ...]:
     if any(d < 0 for d in shape):
         raise ValueError(f"{fn}: `{name}` must not have negative sizes, got {tuple(shape)}")
     return tuple(int(d) for d in shape)
+
+
+# --- The transforms' own arguments --------------------------------------------------------
+
+
+def check_fn(fn_name: str, fn: Any) -> None:
+    if not callable(fn):
+        raise TypeError(f"{fn_name}: `fn` must be callable, got {describe(fn)}")
+
+
+def check_patterns(fn_name: str, patterns: Any, allowed: Sequence[str]) -> tuple[str, ...]:
+    """A pattern name or a sequence of them, each one of ``allowed``."""
+    if isinstance(patterns, str):
+        patterns = (patterns,)
+    if not isinstance(patterns, (tuple, list)) or not all(isinstance(p, str) for p in patterns):
+        raise TypeError(
+            f"{fn_name}: `patterns` must be a tuple of pattern names, got {describe(patterns)}"
+        )
+    unknown = [p for p in patterns if p not in allowed]
+    if unknown or not patterns:
+        raise ValueError(
+            f"{fn_name}: `patterns` must name at least one of {tuple(allowed)}, got "
+            f"{tuple(patterns)}"
+        )
+    return tuple(patterns)
+
+
+def check_sites(fn_name: str, sites: Any) -> SiteSelection:
+    if sites is None:
+        return None
+    if callable(sites):
+        try:
+            inspect.signature(sites).bind(None)
+        except TypeError:
+            raise TypeError(
+                f"{fn_name}: a `sites` predicate must take one argument, a leakyjax.Site; "
+                f"got {describe(sites)}"
+            ) from None
+        except ValueError:  # no signature to read (a builtin): trusted
+            pass
+        return cast(Callable[[Site], bool], sites)
+    if isinstance(sites, str):
+        return (sites,)
+    if isinstance(sites, (tuple, list)) and all(isinstance(s, str) for s in sites):
+        if not sites:
+            raise ValueError(
+                f"{fn_name}: `sites` is empty, which selects nothing; pass None for every "
+                "site, or the names to select (leakyjax.relu_sites lists them)"
+            )
+        return tuple(sites)
+    raise TypeError(
+        f"{fn_name}: `sites` must be None, a sequence of site names or glob patterns, or a "
+        f"predicate on a leakyjax.Site, got {describe(sites)}"
+    )
+
+
+def check_no_shape_structs(fn_name: str, args: tuple, kwargs: dict) -> None:
+    leaves = jax.tree_util.tree_leaves((args, kwargs))
+    if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in leaves):
+        raise TypeError(
+            f"{fn_name}: the transformed function computes, so it needs arrays, got a "
+            "jax.ShapeDtypeStruct; for shapes alone use jax.eval_shape on it, or "
+            "leakyjax.relu_sites to list the sites"
+        )
+
+
+def describe_fn(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
