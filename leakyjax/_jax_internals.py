@@ -162,7 +162,8 @@ def bodies(eqn: jex.JaxprEqn) -> list[Body]:
     return [Body("", None, sub, (None,) * len(invar_avals(sub))) for sub in subs]
 
 
-# Primitive names, by kind. The transforms have a handler per name in these sets.
+# The names the interpreter keys its handlers by (and the finder reads), taken from the
+# primitives themselves so that a renamed primitive fails at import, not at a missed match.
 JIT = P.jit_p.name
 CLOSED_CALL = P.closed_call_p.name
 # jax.extend exports remat_p from jax 0.9 on.
