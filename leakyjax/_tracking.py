@@ -23,8 +23,9 @@ _MAX_COUNT = np.uint32(np.iinfo(np.uint32).max)
 
 
 class SiteState(NamedTuple):
-    """What the tracker keeps per site: which units were ever active, and on how many
-    examples (per unit; saturates at 2**32 - 1).
+    """What the tracker keeps per site: which units were ever active, on how many examples
+    (per unit; saturates at 2**32 - 1), and the sum of each unit's |activation| (the
+    site's output, in float32), from which ReDo's dormancy score is computed.
 
     Example:
       >>> import jax, jax.numpy as jnp, leakyjax as lj
@@ -37,6 +38,7 @@ class SiteState(NamedTuple):
 
     active: jax.Array
     examples: jax.Array
+    magnitude: jax.Array
 
 
 class DeadUnits(NamedTuple):
@@ -47,6 +49,11 @@ class DeadUnits(NamedTuple):
       fraction: the fraction of units that are dead (float32 scalar).
       units: the number of units.
       examples: the number of examples seen (per unit: batch times spatial positions).
+      score: ReDo's dormancy score per unit (Sokar et al., 2023, as dopamine's
+        ``estimate_neuron_score`` computes it): the unit's mean |activation| divided by
+        the mean of that over the site's units (plus 1e-9); 0 where nothing was seen or
+        the whole site is zero. ``score <= tau`` is the tau-dormant mask; at tau = 0 it is
+        ``dead`` for a ReLU site (once examples were seen).
 
     Example:
       >>> import jax, jax.numpy as jnp, leakyjax as lj
@@ -61,6 +68,7 @@ class DeadUnits(NamedTuple):
     fraction: jax.Array
     units: int
     examples: jax.Array
+    score: jax.Array
 
 
 class DeadUnitTracker(NamedTuple):
@@ -81,7 +89,11 @@ class DeadUnitTracker(NamedTuple):
 
 def _combine(a: SiteState, b: SiteState) -> SiteState:
     total = a.examples + b.examples
-    return SiteState(a.active | b.active, jnp.where(total < a.examples, _MAX_COUNT, total))
+    return SiteState(
+        a.active | b.active,
+        jnp.where(total < a.examples, _MAX_COUNT, total),
+        a.magnitude + b.magnitude,
+    )
 
 
 def track_dead_units(
@@ -101,7 +113,8 @@ def track_dead_units(
     :func:`leakyjax.leakify`, work too) and is a pure-functional metric, as in optax:
 
     - ``init(*args, **kwargs)`` returns the state: per site name, a :class:`SiteState`
-      (``active``, a bool per unit, all False; ``examples``, 0);
+      (``active``, a bool per unit, all False; ``examples``, 0; ``magnitude``, the sum
+      of |activation| per unit, 0);
     - ``update(state, *args, **kwargs)`` runs ``fn(*args, **kwargs)`` and returns ``(its
       output, the new state)``. It is jit-able and grad-safe: in a training step, use it
       through ``jax.value_and_grad(lambda p: tracker.update(state, p, x), has_aux=True)``.
@@ -109,7 +122,7 @@ def track_dead_units(
       ``vmap``, ``shard_map`` or ``pmap``), across that axis;
     - ``merge(a, b)`` ORs two states (from two data shards or processes);
     - ``result(state)`` gives per site a :class:`DeadUnits` (``dead``, ``fraction``,
-      ``units``, ``examples``).
+      ``units``, ``examples``, and ReDo's dormancy ``score``).
 
     Args:
       fn: the model, as for :func:`leakyjax.leakify`.
@@ -195,23 +208,27 @@ class _Tracker:
 
     def empty(self, site: Site) -> SiteState:
         rows = () if site.iterations is None else (site.iterations,)
+        units = (*rows, self.units(site, "update"))
         return SiteState(
-            jnp.zeros((*rows, self.units(site, "update")), bool), jnp.zeros(rows, jnp.uint32)
+            jnp.zeros(units, bool), jnp.zeros(rows, jnp.uint32), jnp.zeros(units, jnp.float32)
         )
 
     def observe(self, site: Site, eqn: jex.JaxprEqn, invals: list[Any]) -> tuple[list, Any]:
         x = invals[site.operand]
         axis = self.unit_axis % x.ndim
         others = tuple(a for a in range(x.ndim) if a != axis)
+        outs = internals.bind(eqn, invals)
         active = jnp.any(~(x <= 0), axis=others)  # NaN counts as alive
         examples = min(math.prod(x.shape[a] for a in others), int(_MAX_COUNT))  # saturates
-        observation = SiteState(active, jnp.asarray(examples, jnp.uint32))
+        magnitude = jnp.sum(jnp.abs(outs[0].astype(jnp.float32)), axis=others)
+        observation = SiteState(active, jnp.asarray(examples, jnp.uint32), magnitude)
         if self.axis_name is not None:
             observation = SiteState(
                 jax.lax.psum(observation.active.astype(jnp.int32), self.axis_name) > 0,
                 jax.lax.psum(observation.examples, self.axis_name),
+                jax.lax.psum(observation.magnitude, self.axis_name),
             )
-        return internals.bind(eqn, invals), observation
+        return outs, observation
 
     def init(self, *args: Any, **kwargs: Any) -> dict[str, SiteState]:
         traced, sites = self.tracked(args, kwargs, "init")
@@ -275,15 +292,28 @@ class _Tracker:
     def result(self, state: dict[str, SiteState]) -> dict[str, DeadUnits]:
         _check_state("result", "state", state, None)
         out = {}
-        for name, (active, examples) in state.items():
+        for name, (active, examples, magnitude) in state.items():
             active, examples = jnp.asarray(active), jnp.asarray(examples)
+            seen = (examples > 0)[..., None]
             # No example seen is not "all dead": a unit is dead once it has been seen, and
             # only ever <= 0 (lj.dead_units agrees on an empty batch).
-            dead = ~active & (examples > 0)[..., None]
+            dead = ~active & seen
             out[name] = DeadUnits(
-                dead, jnp.mean(dead, axis=-1, dtype=jnp.float32), int(dead.shape[-1]), examples
+                dead,
+                jnp.mean(dead, axis=-1, dtype=jnp.float32),
+                int(dead.shape[-1]),
+                examples,
+                _dormancy(magnitude, examples, seen),
             )
         return out
+
+
+def _dormancy(magnitude: Any, examples: jax.Array, seen: jax.Array) -> jax.Array:
+    # dopamine's estimate_neuron_score: mean |activation| per unit over the examples,
+    # divided by its mean over the units plus 1e-9.
+    mean = jnp.asarray(magnitude, jnp.float32) / jnp.maximum(examples, 1)[..., None]
+    score = mean / (jnp.mean(mean, axis=-1, keepdims=True) + 1e-9)
+    return jnp.where(seen, score, 0.0)
 
 
 def _check_axis_name(axis_name: Any) -> None:
@@ -300,7 +330,7 @@ def _check_state(call: str, name: str, state: Any, expected: dict[str, Any] | No
     dtypes."""
     where = f"track_dead_units.{call}: `{name}`"
     if not isinstance(state, dict) or not all(
-        isinstance(s, (tuple, list)) and len(s) == 2 for s in state.values()
+        isinstance(s, (tuple, list)) and len(s) == 3 for s in state.values()
     ):
         raise TypeError(
             f"{where} must be a tracker state (a dict of SiteState, from init), got "
@@ -313,12 +343,8 @@ def _check_state(call: str, name: str, state: Any, expected: dict[str, Any] | No
             f"{where} must be a state from this tracker's init, with sites "
             f"{sorted(expected)}; got {sorted(state)}"
         )
-    for site, (active, examples) in state.items():
-        want_active, want_examples = expected[site]
-        for field, got, want in (
-            ("active", active, want_active),
-            ("examples", examples, want_examples),
-        ):
+    for site, value in state.items():
+        for field, got, want in zip(SiteState._fields, value, expected[site], strict=True):
             shape, dtype = np.shape(got), jnp.result_type(got)
             if shape != np.shape(want) or dtype != want.dtype:
                 raise ValueError(
