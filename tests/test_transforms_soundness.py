@@ -611,7 +611,7 @@ def test_dormancy_scores_are_dopamines():
     first = jax.nn.relu(every @ PARAMS[0])
     second = jax.nn.relu(first @ PARAMS[1])
     r = tracker.result(state)
-    for name, activation in zip(r, (first, second)):
+    for name, activation in zip(r, (first, second), strict=True):
         np.testing.assert_allclose(r[name].score, _dopamine_score(activation), rtol=2e-6)
         # tau = 0 is the dead mask for a ReLU site.
         np.testing.assert_array_equal(r[name].score <= 0.0, r[name].dead)
