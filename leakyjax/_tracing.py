@@ -64,9 +64,11 @@ def eager_key(fn: Any, args: tuple, kwargs: dict) -> tuple[Any, list[Any]] | Non
             continue
         if isinstance(leaf, internals.Tracer) or (nnx is not None and isinstance(leaf, nnx.Module)):
             return None
-        if isinstance(leaf, jax.Array):
+        if isinstance(leaf, jax.Array):  # a typed PRNG key array, say
             arrays.append(leaf)
-            signature.append((leaf.shape, leaf.dtype, leaf.weak_type, leaf.sharding))
+            signature.append(
+                (leaf.shape, leaf.dtype, getattr(leaf, "weak_type", False), leaf.sharding)
+            )
         elif isinstance(leaf, (np.ndarray, np.generic)):
             arrays.append(leaf)
             signature.append((np.shape(leaf), leaf.dtype))

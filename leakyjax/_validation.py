@@ -316,7 +316,7 @@ def check_sites(fn_name: str, sites: Any) -> SiteSelection:
             ) from None
         except ValueError:  # no signature to read (a builtin): trusted
             pass
-        return cast(Callable[[Site], bool], sites)
+        return cast("Callable[[Site], bool]", sites)
     if isinstance(sites, str):
         return (sites,)
     if isinstance(sites, (tuple, list)) and all(isinstance(s, str) for s in sites):
