@@ -31,6 +31,8 @@ class Traced:
     out_tree: Any
     sites: list[Site]
     write_back: Callable[[Any], Any]  # writes back NNX state; returns fn's output
+    # Each input's key path into (fn, args, kwargs).
+    input_paths: list[tuple] = dataclasses.field(default_factory=list)
 
     def run(self, rule: Rule, inputs: Sequence[Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """``fn``'s output with ``rule`` applied at its sites, and the observations."""
@@ -141,6 +143,7 @@ def trace(fn: Callable, args: tuple, kwargs: dict, patterns: Sequence[str]) -> T
         out_tree=jax.tree_util.tree_structure(out_shape),
         sites=_sites.find(closed, paths, patterns, frozenset(HANDLERS)),
         write_back=write_back,
+        input_paths=[leaves[i][0] for i in dynamic],
     )
 
 
