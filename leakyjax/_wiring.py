@@ -337,7 +337,7 @@ class _Analysis:
     def _leaf(self, atom: Any) -> tuple[int, list[jex.JaxprEqn]] | None:
         """The input a parameter value comes from through moves and layout changes (and
         those equations, outermost first), or None for a computed value."""
-        chain = []
+        chain: list[jex.JaxprEqn] = []
         while not isinstance(atom, jex.Literal):
             if atom in self.invar_index:
                 return self.invar_index[atom], chain
@@ -380,7 +380,7 @@ class _Analysis:
 
     def _incoming(self, x: Any) -> tuple[list[UnitSlice], np.ndarray]:
         chain: list[tuple[jex.JaxprEqn, int]] = []
-        atom = x
+        atom: Any = x
         while True:
             eqn = self.producers.get(atom)
             if eqn is None:
@@ -418,7 +418,7 @@ class _Analysis:
             if step.primitive.name == "transpose":
                 labels = np.transpose(labels, step.params["permutation"])
             elif step.primitive.name in ("reshape", "squeeze", "expand_dims"):
-                labels = labels.reshape(step.outvars[0].aval.shape)
+                labels = labels.reshape(_shape(step.outvars[0]))
             for j, other in enumerate(step.invars):
                 if j == k or isinstance(other, jex.Literal):
                     continue
@@ -428,7 +428,7 @@ class _Analysis:
 
     def _product(self, eqn: jex.JaxprEqn) -> tuple[list[UnitSlice], np.ndarray]:
         """The producing product's kernel slice, and the labels of its output."""
-        out_shape = eqn.outvars[0].aval.shape
+        out_shape = _shape(eqn.outvars[0])
         if eqn.primitive.name == "conv_general_dilated":
             if eqn.params["feature_group_count"] != 1 or eqn.params["batch_group_count"] != 1:
                 raise _NotRevivable("it is produced by a grouped convolution")
@@ -437,7 +437,7 @@ class _Analysis:
             if self._is_parameter(eqn.invars[0]) or not self._is_parameter(kernel):
                 raise _NotRevivable("its convolution's kernel is not a parameter leaf in `argnums`")
             labels = _along(out_shape, out_spec[1])
-            kernel_labels = _along(kernel.aval.shape, rhs_spec[0])
+            kernel_labels = _along(_shape(kernel), rhs_spec[0])
             return [self._slice(kernel, kernel_labels, "weight")], labels
         (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
         lhs, rhs = eqn.invars
@@ -447,16 +447,16 @@ class _Analysis:
         k = kernel_side[0]
         kernel = (lhs, rhs)[k]
         contracting, batch = (lc, lb) if k == 0 else (rc, rb)
-        free = [d for d in range(kernel.aval.ndim) if d not in contracting and d not in batch]
+        free = [d for d in range(len(_shape(kernel))) if d not in contracting and d not in batch]
         if len(free) != 1:
             raise _NotRevivable("its product's kernel has more than one output-feature axis")
-        lhs_free = [d for d in range(lhs.aval.ndim) if d not in lc and d not in lb]
-        rhs_free = [d for d in range(rhs.aval.ndim) if d not in rc and d not in rb]
+        lhs_free = [d for d in range(len(_shape(lhs))) if d not in lc and d not in lb]
+        rhs_free = [d for d in range(len(_shape(rhs))) if d not in rc and d not in rb]
         out_axis = len(lb) + (
             lhs_free.index(free[0]) if k == 0 else len(lhs_free) + rhs_free.index(free[0])
         )
         labels = _along(out_shape, out_axis)
-        return [self._slice(kernel, _along(kernel.aval.shape, free[0]), "weight")], labels
+        return [self._slice(kernel, _along(_shape(kernel), free[0]), "weight")], labels
 
     # -- outgoing: from the activation forward to the consuming products ----------------
 
@@ -500,16 +500,21 @@ class _Analysis:
                 raise _NotRevivable("it is consumed by a grouped convolution")
             lhs_spec, rhs_spec, _ = eqn.params["dimension_numbers"]
             units = _units_along(labels, lhs_spec[1])
-            return self._slice(kernel, _along(kernel.aval.shape, rhs_spec[1], units), "weight")
+            return self._slice(kernel, _along(_shape(kernel), rhs_spec[1], units), "weight")
         (lc, rc), _ = eqn.params["dimension_numbers"]
         mine, theirs = (lc, rc) if k == 0 else (rc, lc)
         if len(mine) != 1:
             raise _NotRevivable("it is consumed by a product over several axes")
         units = _units_along(labels, mine[0])
-        return self._slice(kernel, _along(kernel.aval.shape, theirs[0], units), "weight")
+        return self._slice(kernel, _along(_shape(kernel), theirs[0], units), "weight")
 
 
 # --- Label arrays -----------------------------------------------------------------------------
+
+
+def _shape(atom: Any) -> tuple[int, ...]:
+    aval: Any = atom.aval  # an array's abstract value
+    return tuple(aval.shape)
 
 
 def _along(shape: Sequence[int], axis: int, units: np.ndarray | None = None) -> np.ndarray:
@@ -546,7 +551,7 @@ def _axis_units(labels: np.ndarray, role: str) -> tuple[int, np.ndarray]:
 def _pull_back(eqn: jex.JaxprEqn, labels: np.ndarray) -> np.ndarray:
     """The labels of ``eqn``'s operand, from those of its output (a layout change)."""
     name = eqn.primitive.name
-    shape = eqn.invars[0].aval.shape
+    shape = _shape(eqn.invars[0])
     if name == "transpose":
         return np.transpose(labels, np.argsort(eqn.params["permutation"]))
     if name == "broadcast_in_dim":
@@ -569,7 +574,7 @@ def _pull_back(eqn: jex.JaxprEqn, labels: np.ndarray) -> np.ndarray:
 def _broadcast_back(labels: np.ndarray, operand: Any) -> np.ndarray:
     """The labels of an operand of an elementwise equation (same shape as ``labels``, or
     a scalar)."""
-    shape = tuple(operand.aval.shape)
+    shape = tuple(_shape(operand))
     if shape == labels.shape:
         return labels
     if not shape:
@@ -598,7 +603,7 @@ def _scaling(analysis, eqn, k, labels):
         raise _NotRevivable("its activation is multiplied by another unit's")
     if eqn.primitive.name == "div" and k == 1:
         raise _NotRevivable("its activation is a denominator")
-    return [np.broadcast_to(labels, eqn.outvars[0].aval.shape)]
+    return [np.broadcast_to(labels, _shape(eqn.outvars[0]))]
 
 
 def _mixing(analysis, eqn, k, labels):
@@ -610,7 +615,7 @@ def _mixing(analysis, eqn, k, labels):
         raise _NotRevivable(
             f"its activation reaches a residual `{eqn.primitive.name}` with another stream"
         )
-    return [np.broadcast_to(labels, eqn.outvars[0].aval.shape)]
+    return [np.broadcast_to(labels, _shape(eqn.outvars[0]))]
 
 
 def _select(analysis, eqn, k, labels):
@@ -623,7 +628,7 @@ def _select(analysis, eqn, k, labels):
 
 
 def _reshape(analysis, eqn, k, labels):
-    return [labels.reshape(eqn.outvars[0].aval.shape)]
+    return [labels.reshape(_shape(eqn.outvars[0]))]
 
 
 def _transpose(analysis, eqn, k, labels):
@@ -631,7 +636,7 @@ def _transpose(analysis, eqn, k, labels):
 
 
 def _broadcast(analysis, eqn, k, labels):
-    shape = eqn.outvars[0].aval.shape
+    shape = _shape(eqn.outvars[0])
     dims = eqn.params["broadcast_dimensions"]
     expanded = np.expand_dims(labels, [d for d in range(len(shape)) if d not in dims])
     return [np.broadcast_to(expanded, shape)]
@@ -647,7 +652,7 @@ def _reduce(analysis, eqn, k, labels):
 
 def _reduce_window(analysis, eqn, k, labels):
     window, strides = eqn.params["window_dimensions"], eqn.params["window_strides"]
-    shape = eqn.outvars[0].aval.shape
+    shape = _shape(eqn.outvars[0])
     for axis in range(labels.ndim):
         varies = not (np.take(labels, [0], axis=axis) == labels).all()
         if varies:
@@ -659,12 +664,12 @@ def _reduce_window(analysis, eqn, k, labels):
 
 def _concatenate(analysis, eqn, k, labels):
     axis = eqn.params["dimension"]
-    parts = [labels if j == k else np.full(a.aval.shape, -1) for j, a in enumerate(eqn.invars)]
+    parts = [labels if j == k else np.full(_shape(a), -1) for j, a in enumerate(eqn.invars)]
     return [np.concatenate(parts, axis=axis)]
 
 
 def _squeeze_like(analysis, eqn, k, labels):
-    return [labels.reshape(eqn.outvars[0].aval.shape)]
+    return [labels.reshape(_shape(eqn.outvars[0]))]
 
 
 _FORWARD: dict[str, Callable[..., list[np.ndarray]]] = {
@@ -794,8 +799,8 @@ def _check_masks(dead: Any, wirings: dict[str, Wiring]) -> dict[str, Any]:
             f"{checks.describe(dead)}"
         )
     masks = {}
-    for name, mask in dead.items():
-        mask = getattr(mask, "dead", mask)  # a DeadUnits result is taken as its mask
+    for name, given in dead.items():
+        mask: Any = getattr(given, "dead", given)  # a DeadUnits result is taken as its mask
         if name not in wirings:
             raise ValueError(
                 f"revive: `dead` names {name!r}, which is not a site; the sites are {list(wirings)}"
