@@ -2,9 +2,9 @@
 
 It opens a page at a given window width, records every URL the page requests, waits for MathJax
 to finish, and reads what a reader sees: the text, the math elements, each image's natural and
-displayed width, and the code blocks and table cells that are cut off at the right (wider than
-what the page shows of them without scrolling). Only Debian's ``chromium`` and the
-``websocket-client`` package are needed: no browser download.
+displayed width, the code blocks and table cells that are cut off at the right (wider than what
+the page shows of them without scrolling), and how far the page itself scrolls sideways. Only
+Debian's ``chromium`` and the ``websocket-client`` package are needed: no browser download.
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ READ_PAGE = """(async () => {
       displayed: img.getBoundingClientRect().width,
     })),
     clipped: clipped,
+    overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
   });
 })()"""
 
