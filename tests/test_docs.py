@@ -254,6 +254,32 @@ def test_benchmark_section_opens_with_its_tables_verdict():
     assert all(h.split(" | ")[0].endswith(("higher is better", "lower is better")) for h in headers)
 
 
+def test_dead_units_figures_are_the_notebooks():
+    """The README's figures from notebooks/dead_units.ipynb are those of its committed run
+    (whose claims test_notebooks.py checks by running it again)."""
+    import json
+
+    results = json.loads((ROOT / "notebooks/figures/dead_units_results.json").read_text())
+
+    def spread(accuracies: list[float]) -> str:
+        low, high = (f"{a:.3f}".rstrip("0") for a in (min(accuracies), max(accuracies)))
+        return low if low == high else f"{low}-{high}"
+
+    def two_places(accuracies: list[float]) -> str:
+        return spread([round(a, 2) for a in accuracies])
+
+    baseline = (
+        results["baseline"]["relu"]["test_acc"] + results["baseline"]["leakified"]["test_acc"]
+    )
+    text = " ".join(README.read_text().split())
+    assert f"(test accuracy {spread(baseline)} either way)" in text
+    relu, leaky = (results["shock"][m]["test_acc"] for m in ("relu", "leakified"))
+    assert (
+        f"the ReLU model stays at {two_places(relu)} while the leakified one recovers to "
+        f"{two_places(leaky)}"
+    ) in text
+
+
 def test_property_case_count_is_the_tests():
     """The number of generated cases the README and the zero-convention page give is the sum
     of the examples the property tests ask for (conftest.py prints the count they ran)."""
