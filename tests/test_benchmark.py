@@ -55,9 +55,14 @@ def test_memory_rows_by_model_kind(tiny):
             assert tiny["ratios"][f"{kind}: {ratio}"] > 0
             assert any(line.startswith(f"| {kind}: {ratio} | ") for line in table), (kind, ratio)
         assert any(line.startswith(f"| {kind} | ") for line in table), kind
-    # The MLP is where the backward pass is leaner: the matmul after it keeps y anyway.
-    assert tiny["ratios"]["MLP: backward temp bytes vs jax.nn"] < 1
-    assert tiny["ratios"]["MLP: backward temp bytes, leakify(f, 0.0) vs f"] < 1
+    # Where the activation feeds a matmul, which keeps y anyway, the backward pass is leaner:
+    # the MLP, and the transformer block's MLP on (batch, tokens, features).
+    for kind in ("MLP", "transformer block"):
+        assert tiny["ratios"][f"{kind}: backward temp bytes vs jax.nn"] < 1, kind
+        assert tiny["ratios"][f"{kind}: backward temp bytes, leakify(f, 0.0) vs f"] < 1, kind
+    # Where it feeds a convolution after BatchNorm it is not: docs/memory.md says so and why.
+    # If this fails, XLA changed, and so must the docs.
+    assert tiny["ratios"]["CNN + BatchNorm: backward temp bytes vs jax.nn"] > 1
     # No boolean mask is saved by leakyjax; reverse mode saves fewer arrays than with jax.nn.
     assert memory["MLP"]["residuals"]["leakyjax"] < memory["MLP"]["residuals"]["jax.nn"]
 
