@@ -347,7 +347,27 @@ def _transforms(layers: int, width: int, batch: int, rounds: int) -> dict[str, d
             "same_program": same_program,
         },
         "tracker_step_s": train_s,
+        "eager_call_s": _eager_transforms(params, x, rounds),
     }
+
+
+def _eager_transforms(params: list, x: jax.Array, rounds: int) -> dict[str, float]:
+    """Eager calls (no outer jit): leakify of a jitted model against jax.jit of the
+    hand-written twin; leakify of a plain function, which traces it at every call as
+    jax.grad does, against jax.grad's own eager call and the eager model."""
+    relu_loss = lambda p, x: mlp_loss(jax.nn.relu, p, x)  # noqa: E731
+    leaky_jit = lj.leakify(jax.jit(relu_loss))
+    twin_jit = jax.jit(lambda p, x: mlp_loss(lj.leaky_relu, p, x))
+    leaky_eager = lj.leakify(relu_loss)
+    grad_eager = jax.grad(relu_loss)
+    candidates = {
+        "leakify(jax.jit(f))": lambda: leaky_jit(params, x),
+        "jax.jit(twin)": lambda: twin_jit(params, x),
+        "leakify(f)": lambda: leaky_eager(params, x),
+        "jax.grad(f)": lambda: grad_eager(params, x),
+        "f": lambda: relu_loss(params, x),
+    }
+    return _interleaved(candidates, rounds, 3)
 
 
 # The models of the memory measurement, by kind: fixed shapes (compile-only, so cheap).
@@ -528,6 +548,19 @@ def format_table(result: dict) -> str:
             f"{leaky[key]['hand-written'] * 1e3:.2f} |"
         )
     lines.append(f"| same StableHLO | {'yes' if leaky['same_program'] else 'NO'} | |")
+    eager = result["transforms"]["eager_call_s"]
+    lines += [
+        "",
+        "| eager call of the MLP loss, ms | leakify(jax.jit(f)) | jax.jit(twin) | leakify(f) | "
+        "jax.grad(f) | f |",
+        "|---|---|---|---|---|---|",
+        "| ms per call (lower is better) | "
+        + " | ".join(
+            f"{eager[k] * 1e3:.2f}"
+            for k in ("leakify(jax.jit(f))", "jax.jit(twin)", "leakify(f)", "jax.grad(f)", "f")
+        )
+        + " |",
+    ]
     lines += [
         "",
         "| MLP training step (relu) | with tracker.update | plain |",
