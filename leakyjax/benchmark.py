@@ -399,8 +399,11 @@ def _memory_of(loss: Callable, params: Any, x: jax.Array) -> dict:
     }
 
 
-def _memory() -> dict[str, dict]:
-    """The backward pass's memory by model kind (see memory_models)."""
+def memory() -> dict[str, dict]:
+    """The backward pass's memory by model kind (the models of ``memory_models``): per kind,
+    ``model`` (a description), and per candidate (``leakyjax``, ``jax.nn``, ``leakify``,
+    ``relu``) ``temp_bytes`` (compiled temporary bytes of ``jit(grad(loss))``), ``residuals``
+    and ``residual_bytes`` (the arrays reverse mode saves). Compiled once per process."""
     return copy.deepcopy(_memory_once())
 
 
@@ -440,7 +443,7 @@ def run(
     _log(quiet, f"[5/6] leakify and track_dead_units, MLP {layers} x {width}, batch {batch} ...")
     result["transforms"] = _transforms(layers, width, batch, rounds)
     _log(quiet, "[6/6] backward-pass memory by model kind (compiled, not run) ...")
-    result["memory"] = _memory()
+    result["memory"] = memory()
     fw, fwd, fb = (
         result["forward_fresh_gbs"],
         result["forward_donated_gbs"],
