@@ -537,3 +537,24 @@ def test_search_page_in_browser(site, browser):
     assert found and int(found[1]) >= 3, page["text"][-500:]
     results = page["text"][found.end() :]
     assert "API reference" in results and "The zero convention and exactness" in results
+
+
+def test_backward_temp_bytes_are_the_benchmarks():
+    """The README's compiled temporary-bytes ratios (Memory and Benchmark) are what
+    leakyjax.benchmark.memory() measures, to the digits printed."""
+    from leakyjax import benchmark
+
+    readme = README.read_text()
+    measured = benchmark.memory()
+    rows = {
+        "MLP": ("MLP (3 x 256, batch 512)", "MLP"),
+        "transformer block": ("transformer block (64 tokens, MLP 512)", "transformer block"),
+        "CNN, no BatchNorm": ("CNN without BatchNorm (small ResNet)", "CNN without BatchNorm"),
+        "CNN + BatchNorm": ("CNN with BatchNorm (training mode)", "CNN + BatchNorm"),
+    }
+    for kind, (memory_row, benchmark_row) in rows.items():
+        temp = measured[kind]["temp_bytes"]
+        leaky = f"{temp['leakyjax'] / temp['jax.nn']:.3f}"
+        rewritten = f"{temp['leakify'] / temp['relu']:.3f}"
+        assert _table_row(readme, memory_row)[1:3] == [leaky, rewritten], kind
+        assert _table_row(readme, f"backward temp bytes vs jax.nn: {benchmark_row}")[1] == leaky
