@@ -24,7 +24,7 @@ _MAX_COUNT = np.uint32(np.iinfo(np.uint32).max)
 
 class SiteState(NamedTuple):
     """What the tracker keeps per site: which units were ever active, on how many examples
-    (per unit; saturates at 2**32 - 1), and the sum of each unit's |activation| (the
+    (per unit; saturates at 2**32 - 1), and the sum of each unit's absolute activation (the
     site's output, in float32), from which ReDo's dormancy score is computed.
 
     Example:
@@ -50,7 +50,7 @@ class DeadUnits(NamedTuple):
       units: the number of units.
       examples: the number of examples seen (per unit: batch times spatial positions).
       score: ReDo's dormancy score per unit (Sokar et al., 2023, as dopamine's
-        ``estimate_neuron_score`` computes it): the unit's mean |activation| divided by
+        ``estimate_neuron_score`` computes it): the unit's mean absolute activation divided by
         the mean of that over the site's units (plus 1e-9); 0 where nothing was seen or
         the whole site is zero. ``score <= tau`` is the tau-dormant mask; at tau = 0 it is
         ``dead`` for a ReLU site (once examples were seen).
@@ -114,7 +114,7 @@ def track_dead_units(
 
     - ``init(*args, **kwargs)`` returns the state: per site name, a :class:`SiteState`
       (``active``, a bool per unit, all False; ``examples``, 0; ``magnitude``, the sum
-      of |activation| per unit, 0);
+      of absolute activations per unit, 0);
     - ``update(state, *args, **kwargs)`` runs ``fn(*args, **kwargs)`` and returns ``(its
       output, the new state)``. It is jit-able and grad-safe: in a training step, use it
       through ``jax.value_and_grad(lambda p: tracker.update(state, p, x), has_aux=True)``.
@@ -309,7 +309,7 @@ class _Tracker:
 
 
 def _dormancy(magnitude: Any, examples: jax.Array, seen: jax.Array) -> jax.Array:
-    # dopamine's estimate_neuron_score: mean |activation| per unit over the examples,
+    # dopamine's estimate_neuron_score: mean absolute activation per unit over the examples,
     # divided by its mean over the units plus 1e-9.
     mean = jnp.asarray(magnitude, jnp.float32) / jnp.maximum(examples, 1)[..., None]
     score = mean / (jnp.mean(mean, axis=-1, keepdims=True) + 1e-9)

@@ -37,6 +37,16 @@ class UnitSlice(NamedTuple):
       units: an int array as long as that axis: the unit each index belongs to, -1 for
         none (a flatten of an NHWC map into a dense layer gives ``p * C + j``).
       role: ``"weight"``, ``"bias"`` or ``"scale"``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, leakyjax as lj
+      >>> def net(params, x):
+      ...     h = jax.nn.relu(x @ params["w1"])  # 3 units
+      ...     return h.reshape(1, -1) @ params["w2"]  # two examples flattened: 6 rows
+      >>> params = {"w1": jnp.ones((2, 3)), "w2": jnp.ones((6, 1))}
+      >>> (out,) = lj.unit_wiring(net)(params, jnp.ones((2, 2)))["w1"].outgoing
+      >>> out.path, out.axis, out.units.tolist(), out.role
+      ('w2', 0, [0, 1, 2, 0, 1, 2], 'weight')
     """
 
     path: str
@@ -57,6 +67,14 @@ class Wiring(NamedTuple):
         concatenation).
       revivable: whether re-drawing ``incoming`` and zeroing ``outgoing`` revives a unit.
       reason: why not, when it is not.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, leakyjax as lj
+      >>> def last_layer(params, x):
+      ...     return jax.nn.relu(x @ params["w"])
+      >>> wiring = lj.unit_wiring(last_layer)({"w": jnp.ones((2, 3))}, jnp.ones((4, 2)))
+      >>> wiring["w"].revivable, wiring["w"].reason
+      (False, "its activation reaches the function's output directly")
     """
 
     site: Site
