@@ -48,3 +48,12 @@ def pytest_configure(config):
                 f"LEAKYJAX_TEST_INSTALLED=1, but leakyjax was imported from "
                 f"{_imported_leakyjax()}, not from {site}"
             )
+
+
+@pytest.fixture
+def no_warnings():
+    """Any warning is an error (``pytestmark = pytest.mark.usefixtures("no_warnings")``)."""
+    import helpers
+
+    with helpers.no_warnings():
+        yield

@@ -1,21 +1,18 @@
 """leakify and relu_sites on plain JAX: bit for bit the hand-written twin, every wrapper."""
 
 import functools
-import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import eval_jaxpr as _eval_jaxpr
+from helpers import normal as _normal
 from jax.sharding import PartitionSpec
 
 import leakyjax as lj
 
-KEY = jax.random.key(0)
-
-
-def _normal(i, shape):
-    return jax.random.normal(jax.random.fold_in(KEY, i), shape)
+pytestmark = pytest.mark.usefixtures("no_warnings")
 
 
 def _same_program(f, g, *args):
@@ -25,21 +22,8 @@ def _same_program(f, g, *args):
     assert a == b
 
 
-def _eval_jaxpr(f, *args):
-    closed = jax.make_jaxpr(f)(*args)
-    return jax.core.eval_jaxpr(closed.jaxpr, closed.consts, *jax.tree.leaves(args))[0]
-
-
 def _assert_equal_trees(a, b):
     jax.tree.map(np.testing.assert_array_equal, a, b)
-
-
-@pytest.fixture(autouse=True)
-def no_warnings():
-    # Normal use is silent; tests that expect a warning say so with pytest.warns.
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        yield
 
 
 # --- Models written with jax.nn.relu, and their twins written with lj.leaky_relu ---------

@@ -6,16 +6,15 @@ step; and the tracker with pre-activations collected by hand. Each framework's t
 where it is not installed.
 """
 
-import contextlib
 import functools
 import re
-import warnings
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import eval_jaxpr, no_warnings, normal
 
 import leakyjax as lj
 
@@ -25,23 +24,6 @@ twin_act = functools.partial(lj.leaky_relu, negative_slope=SLOPE)  # what leakif
 
 def assert_equal(a, b):
     chex.assert_trees_all_equal(a, b, strict=True)
-
-
-def eval_jaxpr(f, *args, **kwargs):
-    """``f`` run equation by equation, as an eager call of a leakified function runs (an
-    eager call of ``f`` itself can differ in the last bit where JAX compiles its own small
-    functions as a unit, as jax 0.8 does jnp.mean)."""
-    closed, shape = jax.make_jaxpr(functools.partial(f, **kwargs), return_shape=True)(*args)
-    out = jax.core.eval_jaxpr(closed.jaxpr, closed.consts, *jax.tree.leaves(args))
-    return jax.tree.unflatten(jax.tree.structure(shape), out)
-
-
-@contextlib.contextmanager
-def no_warnings():
-    """Normal use warns nothing."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        yield
 
 
 def hand_dead(*batches_of_preacts, unit_axis=-1):
@@ -79,7 +61,7 @@ def nnx_net(act, seed=0):
     return Net(nnx.Rngs(seed, dropout=seed + 1))
 
 
-X = jax.random.normal(jax.random.key(2), (8, 3))
+X = normal(2, (8, 3))
 
 
 def test_nnx_values_and_state_written_back():
@@ -354,7 +336,7 @@ def eqx_cnn(act):
     return CNN(jax.random.key(1))
 
 
-IMAGES = jax.random.normal(jax.random.key(3), (6, 2, 7, 7))  # NCHW
+IMAGES = normal(3, (6, 2, 7, 7))  # NCHW
 
 
 def test_equinox_cnn_values_grads_and_program():
