@@ -57,3 +57,12 @@ def no_warnings():
 
     with helpers.no_warnings():
         yield
+
+
+@pytest.fixture(scope="session")
+def tiny_benchmark():
+    """``leakyjax.benchmark.run`` at a tiny size, once for the session: the benchmark's
+    command line (test_benchmark.py) and its measurements (test_performance.py) share it."""
+    from leakyjax import benchmark
+
+    return benchmark.run(size=1 << 10, layers=2, width=16, batch=8, rounds=2, quiet=True)

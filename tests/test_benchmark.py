@@ -24,12 +24,11 @@ def test_help_runs(flags):
     assert "--rounds" in result.stdout
 
 
-def test_transforms_measurement_runs_tiny():
+def test_transforms_measurement_runs_tiny(tiny_benchmark):
     from leakyjax import benchmark
 
-    result = benchmark.run(size=1 << 10, layers=2, width=16, batch=8, rounds=2, quiet=True)
     # jit(grad(leakify(f))) lowers to the hand-written model's program: same compile, same step.
-    assert result["transforms"]["leakify"]["same_program"]
-    table = benchmark.format_table(result)
+    assert tiny_benchmark["transforms"]["leakify"]["same_program"]
+    table = benchmark.format_table(tiny_benchmark)
     for row in ("leakify step time vs hand-written", "training step with tracker vs without"):
         assert row in table

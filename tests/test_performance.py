@@ -85,8 +85,8 @@ def test_backward_is_one_select_per_element():
             assert selects > 2
 
 
-def test_benchmark_runs_tiny():
-    result = benchmark.run(size=1 << 10, layers=2, width=16, batch=8, rounds=2, quiet=True)
-    table = benchmark.format_table(result)
+def test_benchmark_runs_tiny(tiny_benchmark):
+    table = benchmark.format_table(tiny_benchmark)
     assert "forward vs jax.nn" in table
-    assert result["mlp"]["leakyjax"]["residual_bytes"] < result["mlp"]["jax.nn"]["residual_bytes"]
+    mlp = tiny_benchmark["mlp"]
+    assert mlp["leakyjax"]["residual_bytes"] < mlp["jax.nn"]["residual_bytes"]
