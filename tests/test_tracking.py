@@ -107,7 +107,7 @@ def test_unit_axis_for_nchw():
 
     x = normal(2, (2, 2, 5, 5)) - 1.0
     tracker = lj.track_dead_units(conv, unit_axis=1)
-    _, state = tracker.update(tracker.init(kernel, x), kernel, x)
+    _, state = jax.jit(tracker.update)(tracker.init(kernel, x), kernel, x)
     r = tracker.result(state)[_only(state)]
     z = jax.lax.conv(x, kernel, (1, 1), "SAME")
     np.testing.assert_array_equal(r.dead, lj.dead_units(z, axis=(0, 2, 3)))
