@@ -348,57 +348,7 @@ def test_no_site_warns():
         lj.leakify(jnp.tanh)(X)
 
 
-# --- Sites: names, selection, listing -----------------------------------------------------
-
-
-def test_site_records():
-    sites = lj.relu_sites(mlp)(MLP_PARAMS, X)
-    assert [s.name for s in sites] == ["0", "1"]
-    assert [s.shape for s in sites] == [(16, 8), (16, 8)]
-    assert all(s.kind == "relu" and s.dtype == np.float32 and s.rewritable for s in sites)
-    assert sites[0].source.startswith("test_transforms.py:")
-
-
-def test_names_from_dict_params_are_their_key_paths_and_do_not_depend_on_the_batch():
-    params = {
-        "encoder": {"dense": {"kernel": jnp.ones((3, 4)), "bias": jnp.ones(4)}},
-        "head": jnp.ones((4, 1)),
-    }
-
-    def f(p, x):
-        d = p["encoder"]["dense"]
-        return jax.nn.relu(x @ d["kernel"] + d["bias"]) @ p["head"]
-
-    for batch in (1, 7):
-        (site,) = lj.relu_sites(f)(params, jnp.ones((batch, 3)))
-        assert site.name == "encoder/dense"
-
-
-def test_repeated_names_get_a_suffix_and_control_flow_a_label():
-    def f(p, xs):
-        h = jax.nn.relu(xs @ p["w"])
-        h = jax.nn.relu(h @ p["w"])  # the same layer twice
-
-        def step(c, x):
-            return jax.nn.relu(c @ p["v"] + x), None
-
-        return jax.lax.scan(step, h[0], h)[0]
-
-    p = {"w": jnp.ones((3, 3)), "v": jnp.ones((3, 3))}
-    names = [s.name for s in lj.relu_sites(f)(p, jnp.ones((4, 3)))]
-    assert names == ["w", "w#2", "v [in scan]"]
-
-
-def test_relu_sites_computes_nothing():
-    big = jax.ShapeDtypeStruct((100_000, 100_000), jnp.float32)  # 40 GB if it were made
-    (site,) = lj.relu_sites(lambda x: jax.nn.relu(x).sum())(big)
-    assert site.shape == (100_000, 100_000)
-
-
-def test_source_skips_leakyjax_frames():
-    tracked = lj.relu_sites(lj.leakify(lambda x: jax.nn.relu(x)))(X)
-    assert [s.kind for s in tracked] == ["leaky_relu"]
-    assert tracked[0].source.startswith("test_transforms.py:")
+# --- Site selection (the finder and the names: test_sites.py) ---------------------------
 
 
 def test_site_selection_by_name_glob_and_predicate():
