@@ -1,27 +1,24 @@
 """The benchmark's command line (its measurements are tested in test_performance.py)."""
 
-import os
 import pathlib
-import subprocess
 import sys
 
 import pytest
+from background import Command
 
 ROOT = pathlib.Path(__file__).parent.parent
 
 
-@pytest.mark.parametrize("flags", [[], ["-OO"]], ids=["plain", "docstrings stripped"])
-def test_help_runs(flags):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, *flags, "-m", "leakyjax.benchmark", "--help"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "--rounds" in result.stdout
+def _help(flags: tuple[str, ...]) -> Command:
+    argv = (sys.executable, *flags, "-m", "leakyjax.benchmark", "--help")
+    return Command(argv, env=(("PYTHONPATH", str(ROOT)),), timeout=120)
+
+
+@pytest.mark.background(command=_help)
+@pytest.mark.parametrize("flags", [(), ("-OO",)], ids=["plain", "docstrings stripped"])
+def test_help_runs(flags, background_run):
+    assert background_run.returncode == 0, background_run.output
+    assert "--rounds" in background_run.output
 
 
 def test_transforms_measurement_runs_tiny(tiny_benchmark):
