@@ -75,10 +75,16 @@ class DeadUnitTracker(NamedTuple):
     """The functions :func:`leakyjax.track_dead_units` returns (see there).
 
     Example:
-      >>> import jax, leakyjax as lj
-      >>> tracker = lj.track_dead_units(jax.nn.relu)
-      >>> tracker._fields
-      ('init', 'update', 'merge', 'result')
+      >>> import jax, jax.numpy as jnp, leakyjax as lj
+      >>> def layer(params, x):
+      ...     return jax.nn.relu(x @ params["dense"]["w"])
+      >>> params = {"dense": {"w": jnp.array([[1.0, -1.0]])}}
+      >>> init, update, merge, result = lj.track_dead_units(layer)
+      >>> state = init(params, jnp.ones((2, 1)))
+      >>> _, a = update(state, params, jnp.ones((2, 1)))  # one shard of the data
+      >>> _, b = update(state, params, -jnp.ones((2, 1)))  # another
+      >>> result(a)["dense"].dead, result(merge(a, b))["dense"].dead
+      (Array([False,  True], dtype=bool), Array([False, False], dtype=bool))
     """
 
     init: Callable[..., dict[str, SiteState]]

@@ -1,5 +1,6 @@
 import os
 import pathlib
+import sys
 import sysconfig
 
 import hypothesis
@@ -39,6 +40,11 @@ def pytest_report_header(config):
 
 
 def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "background(command=f): the test's command, f(**its parameters), starts when "
+        "collection ends and runs beside the other tests (tests/background.py)",
+    )
     # CI sets LEAKYJAX_TEST_INSTALLED=1: the tests must then run against the installed wheel
     # (in this environment's site-packages), never against a source tree on sys.path.
     if os.environ.get("LEAKYJAX_TEST_INSTALLED") == "1":
@@ -48,3 +54,54 @@ def pytest_configure(config):
                 f"LEAKYJAX_TEST_INSTALLED=1, but leakyjax was imported from "
                 f"{_imported_leakyjax()}, not from {site}"
             )
+
+
+@pytest.fixture
+def no_warnings():
+    """Any warning is an error (``pytestmark = pytest.mark.usefixtures("no_warnings")``)."""
+    import helpers
+
+    with helpers.no_warnings():
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_benchmark():
+    """``leakyjax.benchmark.run`` at a tiny size, once for the session: the benchmark's
+    command line (test_benchmark.py) and its measurements (test_performance.py) share it."""
+    from leakyjax import benchmark
+
+    return benchmark.run(size=1 << 10, layers=2, width=16, batch=8, rounds=2, quiet=True)
+
+
+def _background_command(item):
+    marker = item.get_closest_marker("background")
+    if marker is None:
+        return None
+    params = item.callspec.params if hasattr(item, "callspec") else {}
+    return marker.kwargs["command"](**params)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    if session.config.option.collectonly:
+        return
+    commands = [_background_command(item) for item in session.items]
+    if any(commands):
+        import background
+
+        background.RUNNER.start(c for c in commands if c is not None)
+
+
+def pytest_sessionfinish(session):
+    background = sys.modules.get("background")
+    if background is not None:
+        background.RUNNER.stop()
+
+
+@pytest.fixture
+def background_run(request):
+    """The finished run of the test's ``@pytest.mark.background`` command."""
+    import background
+
+    return background.RUNNER.result(_background_command(request.node))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import ml_dtypes
 import numpy as np
 from hypothesis import settings
@@ -30,6 +32,11 @@ def _bits_of(values, dtype) -> list[int]:
     return [int(b) for b in np.asarray(values, np.float64).astype(dtype).view(unsigned)]
 
 
+# The strategies below are built once per argument (functools.cache): hypothesis validates a
+# new strategy object at its first draw, which cost more than the draw itself.
+
+
+@functools.cache
 def elements(dtype, *, allow_nan: bool = True) -> st.SearchStrategy[int]:
     """Bit patterns of ``dtype``: special values, moderate numbers and any pattern at all."""
     unsigned = np.dtype(f"u{np.dtype(dtype).itemsize}")
@@ -46,12 +53,16 @@ def elements(dtype, *, allow_nan: bool = True) -> st.SearchStrategy[int]:
     return strategy
 
 
-@st.composite
-def arrays(draw, dtype, shape, *, allow_nan: bool = True) -> np.ndarray:
+def arrays(dtype, shape, *, allow_nan: bool = True) -> st.SearchStrategy[np.ndarray]:
     """An array of ``dtype`` (bfloat16 too) and ``shape``, drawn bit pattern by bit pattern."""
-    unsigned = np.dtype(f"u{np.dtype(dtype).itemsize}")
-    bits = draw(hnp.arrays(unsigned, shape, elements=elements(dtype, allow_nan=allow_nan)))
-    return bits.view(dtype)
+    return _arrays(np.dtype(dtype), tuple(shape), allow_nan)
+
+
+@functools.cache
+def _arrays(dtype: np.dtype, shape: tuple[int, ...], allow_nan: bool) -> st.SearchStrategy:
+    unsigned = np.dtype(f"u{dtype.itemsize}")
+    bits = hnp.arrays(unsigned, shape, elements=elements(dtype, allow_nan=allow_nan))
+    return bits.map(lambda b: b.view(dtype))
 
 
 # Any shape from 0-d to 4-d, size 0 included (each new shape compiles once, so the tests
@@ -73,6 +84,13 @@ array_slope_values = st.one_of(
     st.floats(-4.0, 0.0),
 )
 
+
+@functools.cache
+def array_slopes(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
+    """float64 arrays of ``shape`` of array_slope_values (cast to the slope's dtype after)."""
+    return hnp.arrays(np.float64, shape, elements=array_slope_values)
+
+
 # grad_at_zero is static too: drawn from these, where they are subgradients.
 GRADS_AT_ZERO = (-3.0, -0.5, 0.0, 0.01, 0.5, 1.0, 2.0)
 
@@ -89,5 +107,9 @@ def grad_at_zero(slope_values: np.ndarray) -> st.SearchStrategy[float | None]:
     """``None``, or a point of the subdifferential at 0 of every slope: between each and 1."""
     lo = float(np.max(np.minimum(slope_values, 1.0), initial=-np.inf))
     hi = float(np.min(np.maximum(slope_values, 1.0), initial=np.inf))
-    candidates = [g for g in GRADS_AT_ZERO if lo <= g <= hi]
+    return _none_or_one_of(tuple(g for g in GRADS_AT_ZERO if lo <= g <= hi))
+
+
+@functools.cache
+def _none_or_one_of(candidates: tuple[float, ...]) -> st.SearchStrategy[float | None]:
     return st.one_of(st.none(), st.sampled_from(candidates)) if candidates else st.none()

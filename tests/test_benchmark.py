@@ -1,12 +1,11 @@
 """The benchmark's command line and tables (its measurements are tested in test_performance.py)."""
 
 import json
-import os
 import pathlib
-import subprocess
 import sys
 
 import pytest
+from background import Command
 
 from leakyjax import benchmark
 
@@ -15,34 +14,32 @@ TINY = ["--size", "1024", "--layers", "2", "--width", "16", "--batch", "8", "--r
 MODEL_KINDS = ("MLP", "CNN + BatchNorm", "CNN, no BatchNorm", "transformer block")
 
 
-@pytest.mark.parametrize("flags", [[], ["-OO"]], ids=["plain", "docstrings stripped"])
-def test_help_runs(flags):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, *flags, "-m", "leakyjax.benchmark", "--help"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "--rounds" in result.stdout
+def _help(flags: tuple[str, ...]) -> Command:
+    argv = (sys.executable, *flags, "-m", "leakyjax.benchmark", "--help")
+    return Command(argv, env=(("PYTHONPATH", str(ROOT)),), timeout=120)
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return benchmark.run(size=1 << 10, layers=2, width=16, batch=8, rounds=2, quiet=True)
+@pytest.mark.background(command=_help)
+@pytest.mark.parametrize("flags", [(), ("-OO",)], ids=["plain", "docstrings stripped"])
+def test_help_runs(flags, background_run):
+    assert background_run.returncode == 0, background_run.output
+    assert "--rounds" in background_run.output
 
 
-def test_transforms_measurement_runs_tiny(tiny):
+def test_transforms_measurement_runs_tiny(tiny_benchmark):
     # jit(grad(leakify(f))) lowers to the hand-written model's program: same compile, same step.
-    assert tiny["transforms"]["leakify"]["same_program"]
-    table = benchmark.format_table(tiny)
+    assert tiny_benchmark["transforms"]["leakify"]["same_program"]
+    table = benchmark.format_table(tiny_benchmark)
     for row in ("leakify step time vs hand-written", "training step with tracker vs without"):
         assert row in table
+    eager = tiny_benchmark["transforms"]["eager_call_s"]
+    assert set(eager) == {"leakify(jax.jit(f))", "jax.jit(twin)", "leakify(f)", "jax.grad(f)", "f"}
+    assert all(t > 0 for t in eager.values())
+    assert "| ms per call (lower is better) |" in table
 
 
-def test_memory_rows_by_model_kind(tiny):
+def test_memory_rows_by_model_kind(tiny_benchmark):
+    tiny = tiny_benchmark
     memory = tiny["memory"]
     assert tuple(memory) == MODEL_KINDS
     table = benchmark.format_table(tiny).splitlines()

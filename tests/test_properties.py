@@ -132,8 +132,7 @@ def leaky_relu_cases(draw, shapes=None, slope_shapes=None, allow_nan=True):
         else:
             slope_shape = draw(slope_shapes(x.shape))
         slope_dtype = draw(st.sampled_from(sorted({dtype, np.dtype(np.float32)}, key=str)))
-        values = draw(hnp.arrays(np.float64, slope_shape, elements=s.array_slope_values))
-        slope = values.astype(slope_dtype)
+        slope = draw(s.array_slopes(tuple(slope_shape))).astype(slope_dtype)
     return x, slope, draw(s.grad_at_zero(np.asarray(slope, np.float64)))
 
 
@@ -302,6 +301,12 @@ def _ulp(x: np.ndarray) -> np.ndarray:
     return np.exp2(np.floor(np.log2(magnitude)) - info.nmant)
 
 
+@functools.cache  # built once: hypothesis validates each new strategy object
+def _positive_slopes(dtype, shape):
+    values = st.one_of(st.sampled_from(POSITIVE_SLOPES), st.floats(reference.tiny(dtype), 4.0))
+    return hnp.arrays(np.float64, shape, elements=values)
+
+
 @jax.jit
 def _round_trip(x, a):
     return lj.inverse_leaky_relu(lj.leaky_relu(x, a), a)
@@ -336,11 +341,9 @@ def test_inverse_round_trips(dtype, data):
             return _round_trip_static(x, a=slope)
 
     else:
-        tiny = reference.tiny(dtype)
-        values = st.one_of(st.sampled_from(POSITIVE_SLOPES), st.floats(tiny, 4.0))
         shape = data.draw(st.sampled_from([(), (16,)]))
-        slope = data.draw(hnp.arrays(np.float64, shape, elements=values)).astype(dtype)
-        slope = np.maximum(slope, np.asarray(tiny, dtype))  # rounding may have gone below
+        slope = data.draw(_positive_slopes(dtype, shape)).astype(dtype)
+        slope = np.maximum(slope, np.asarray(reference.tiny(dtype), dtype))  # rounding may go below
         round_trip = _round_trip
     with _precision(dtype), _checking_nans(x):
         back = np.asarray(round_trip(jnp.asarray(x), jnp.asarray(slope)))
@@ -390,8 +393,7 @@ def test_prelu_equals_leaky_relu_with_broadcast_slope(dtype, data):
     x = data.draw(s.arrays(dtype, shape))
     slope_dtype = data.draw(st.sampled_from(sorted({dtype, np.dtype(np.float32)}, key=str)))
     channels = (shape[axis],)
-    slopes = data.draw(hnp.arrays(np.float64, channels, elements=s.array_slope_values))
-    slopes = slopes.astype(slope_dtype)
+    slopes = data.draw(s.array_slopes(channels)).astype(slope_dtype)
     with _precision(dtype), _checking_nans(x):
         ours, broadcast = _prelu_and_broadcast(jnp.asarray(x), jnp.asarray(slopes), axis)
     for got, want in zip(ours, broadcast, strict=True):

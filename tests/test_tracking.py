@@ -1,24 +1,21 @@
 """track_dead_units on plain JAX, against pre-activations collected by hand."""
 
-import warnings
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import normal
 
 import leakyjax as lj
 
-KEY = jax.random.key(1)
+pytestmark = pytest.mark.usefixtures("no_warnings")
+
 PARAMS = {
-    "hidden": {
-        "w": jax.random.normal(jax.random.fold_in(KEY, 0), (4, 16)),
-        "b": -2.5 * jnp.ones(16),
-    },
-    "deep": {"w": jax.random.normal(jax.random.fold_in(KEY, 1), (16, 8)), "b": jnp.zeros(8)},
+    "hidden": {"w": normal(0, (4, 16)), "b": -2.5 * jnp.ones(16)},
+    "deep": {"w": normal(1, (16, 8)), "b": jnp.zeros(8)},
     "out": {"w": jnp.ones((8, 1))},
 }
-BATCHES = [jax.random.normal(jax.random.fold_in(KEY, 10 + i), (5, 4)) for i in range(4)]
+BATCHES = [normal(10 + i, (5, 4)) for i in range(4)]
 
 
 def preactivations(p, x):
@@ -31,13 +28,6 @@ def model(p, x, act=jax.nn.relu):
     h = act(x @ p["hidden"]["w"] + p["hidden"]["b"])
     h = act(h @ p["deep"]["w"] + p["deep"]["b"])
     return jnp.sum(h @ p["out"]["w"])
-
-
-@pytest.fixture(autouse=True)
-def no_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        yield
 
 
 def _by_hand(batches):
@@ -115,14 +105,14 @@ def _only(state):
 
 
 def test_unit_axis_for_nchw():
-    kernel = jax.random.normal(KEY, (3, 2, 3, 3))  # OIHW
+    kernel = normal(20, (3, 2, 3, 3))  # OIHW
 
     def conv(k, x):
         return jax.nn.relu(jax.lax.conv(x, k, (1, 1), "SAME"))  # NCHW
 
-    x = jax.random.normal(jax.random.fold_in(KEY, 2), (2, 2, 5, 5)) - 1.0
+    x = normal(2, (2, 2, 5, 5)) - 1.0
     tracker = lj.track_dead_units(conv, unit_axis=1)
-    _, state = tracker.update(tracker.init(kernel, x), kernel, x)
+    _, state = jax.jit(tracker.update)(tracker.init(kernel, x), kernel, x)
     r = tracker.result(state)[_only(state)]
     z = jax.lax.conv(x, kernel, (1, 1), "SAME")
     np.testing.assert_array_equal(r.dead, lj.dead_units(z, axis=(0, 2, 3)))

@@ -15,16 +15,11 @@ import pytest
 
 import leakyjax as lj
 
+pytestmark = pytest.mark.usefixtures("no_warnings")
+
 KEY = jax.random.key(16)
 W = jax.random.normal(KEY, (4, 8))
 X = jax.random.normal(jax.random.fold_in(KEY, 1), (16, 4))
-
-
-@pytest.fixture(autouse=True)
-def no_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        yield
 
 
 def _equal(a, b):

@@ -7,11 +7,11 @@ The type-checker tests are marked `typing` and skip where mypy or pyright is not
 import importlib.util
 import pathlib
 import shutil
-import subprocess
 import sys
 
 import jax
 import pytest
+from background import Command
 
 import leakyjax
 
@@ -48,24 +48,37 @@ def _modules() -> list[pathlib.Path]:
     return sorted(pathlib.Path(_package()).glob("*.py"))
 
 
-def _run(command: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+def _mypy(target: str) -> Command | None:
+    if importlib.util.find_spec("mypy") is None:
+        return None
+    command = (sys.executable, "-m", "mypy", "--python-executable", sys.executable)
+    what = ("-p", "leakyjax") if target == "leakyjax" else (str(USAGE),)
+    return Command((*command, *what), cwd=str(ROOT))
 
 
-@pytest.mark.typing
-def test_mypy_clean():
-    pytest.importorskip("mypy", reason="mypy is not installed (pip install '.[dev]')")
-    command = [sys.executable, "-m", "mypy", "--python-executable", sys.executable]
-    for target, files in ((["-p", "leakyjax"], len(_modules())), ([str(USAGE)], 1)):
-        proc = _run([*command, *target])
-        expected = f"Success: no issues found in {files} source file"
-        assert proc.returncode == 0 and expected in proc.stdout, proc.stdout + proc.stderr
-
-
-@pytest.mark.typing
-def test_pyright_clean():
+def _pyright() -> Command | None:
     pyright = shutil.which("pyright", path=str(pathlib.Path(sys.executable).parent))
     if pyright is None:
+        return None
+    return Command((pyright, "--pythonpath", sys.executable, str(USAGE), _package()), cwd=str(ROOT))
+
+
+@pytest.mark.typing
+@pytest.mark.background(command=_mypy)
+@pytest.mark.parametrize("target", ["leakyjax", "usage"])
+def test_mypy_clean(target, request):
+    if _mypy(target) is None:
+        pytest.skip("mypy is not installed (pip install '.[dev]')")
+    run = request.getfixturevalue("background_run")
+    files = len(_modules()) if target == "leakyjax" else 1
+    expected = f"Success: no issues found in {files} source file"
+    assert run.returncode == 0 and expected in run.output, run.output
+
+
+@pytest.mark.typing
+@pytest.mark.background(command=_pyright)
+def test_pyright_clean(request):
+    if _pyright() is None:
         pytest.skip("pyright is not installed (pip install '.[dev]')")
-    proc = _run([pyright, "--pythonpath", sys.executable, str(USAGE), _package()])
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = request.getfixturevalue("background_run")
+    assert run.returncode == 0, run.output
