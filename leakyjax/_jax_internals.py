@@ -109,6 +109,18 @@ def source_location(eqn: jex.JaxprEqn) -> str | None:
     return f"{os.path.basename(frame.file_name)}:{frame.start_line}"
 
 
+def library_body(body: jex.ClosedJaxpr | jex.Jaxpr) -> bool:
+    """Whether ``body`` (a jit's or a call's sub-jaxpr) traces a function of JAX's or
+    leakyjax's own (``jax.nn.relu``, ``leakyjax.leaky_relu``). JAX keeps one trace of such a
+    body for every caller, so the tracebacks of its equations are the first caller's: the
+    caller's location is that of the call equation."""
+    inner = body.jaxpr if isinstance(body, jex.ClosedJaxpr) else body
+    info = getattr(getattr(inner, "debug_info", None), "func_src_info", None) or ""
+    _, at, where = info.rpartition(" at ")
+    file_name = where.rpartition(":")[0]
+    return bool(at and file_name) and not source_info_util.is_user_filename(file_name)
+
+
 def name_stack(eqn: jex.JaxprEqn) -> str:
     return str(eqn.source_info.name_stack)
 

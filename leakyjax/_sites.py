@@ -146,6 +146,9 @@ class _Scope:
     stacking: tuple[tuple[tuple, int, frozenset[int]], ...] = ()
     outputs_clamp: Callable[[int, bool], bool] | None = None
     unobservable: str | None = None
+    # The location of the outermost call of a function of JAX's or leakyjax's own around
+    # here (see internals.library_body), reported for its sites.
+    source: str | None = None
 
 
 @dataclasses.dataclass
@@ -256,6 +259,8 @@ class _Finder:
             stacking=stacking,
             outputs_clamp=outputs_clamp,
             unobservable=unobservable,
+            source=scope.source
+            or (internals.source_location(eqn) if internals.library_body(body.jaxpr) else None),
         )
 
     def _blocked(self, eqn) -> str | None:
@@ -297,7 +302,7 @@ class _Finder:
                 kind=kind,
                 x=x,
                 origins=origins,
-                source=internals.source_location(eqn),
+                source=scope.source or internals.source_location(eqn),
                 stack=internals.name_stack(eqn),
                 contexts=scope.contexts,
                 reason=reason,

@@ -11,6 +11,8 @@ records this, and ``tests/test_properties.py`` checks it against the platform.
 
 from __future__ import annotations
 
+import fractions
+
 import ml_dtypes
 import numpy as np
 
@@ -36,6 +38,26 @@ def flush_to_zero(a: np.ndarray) -> np.ndarray:
     """Subnormals become a zero of their sign; everything else is unchanged."""
     zero = np.copysign(np.zeros_like(a, dtype=np.float64), a.astype(np.float64)).astype(a.dtype)
     return np.where(is_subnormal(a), zero, a)
+
+
+def tiny_product(a, x, dtype) -> np.ndarray:
+    """Where the exact product ``a * x`` of two ``dtype`` values is nonzero and below the
+    smallest normal number in magnitude. A flushing platform flushes these to zero even
+    when the product rounds up to that number: it decides before rounding. (Exact: the
+    product of two values of a dtype narrower than float64 is exact in float64; float64
+    products are compared as fractions.)"""
+    a, x = np.broadcast_arrays(np.asarray(a, dtype), np.asarray(x, dtype))
+    af, xf = a.astype(np.float64), x.astype(np.float64)
+    finite = np.isfinite(af) & np.isfinite(xf) & (af != 0) & (xf != 0)
+    if np.dtype(dtype) != np.float64:
+        with np.errstate(all="ignore"):
+            return finite & (np.abs(af * xf) < tiny(dtype))
+    limit = fractions.Fraction(tiny(dtype))
+    below = [
+        bool(ok) and abs(fractions.Fraction(float(p)) * fractions.Fraction(float(q))) < limit
+        for ok, p, q in zip(finite.ravel(), af.ravel(), xf.ravel(), strict=True)
+    ]
+    return np.asarray(below, dtype=bool).reshape(finite.shape)
 
 
 def parameter(value, dtype) -> np.ndarray:
@@ -76,6 +98,8 @@ def leaky_relu(
         negative, positive = seen < 0, seen > 0
         product = (a * x).astype(dtype)  # exactly rounded in dtype (ml_dtypes for bfloat16)
         if flush:
+            zero = np.copysign(np.zeros_like(product, dtype=np.float64), product.astype(np.float64))
+            product = np.where(tiny_product(a, seen, dtype), zero.astype(dtype), product)
             product = flush_to_zero(product)
         negative_part = np.where(a == 0, np.zeros_like(product), product)  # never 0 * inf
         y = np.where(negative, negative_part, x).astype(dtype)
