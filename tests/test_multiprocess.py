@@ -8,13 +8,12 @@ simulated devices compute the same bits. One process with 1 device sums the batc
 another order: equal to rounding only.
 """
 
-import os
 import pathlib
 import sys
 
 import numpy as np
 import pytest
-from background import RUNNER, Command
+from background import RUNNER, Command, tree_first_on_path
 from multiprocess_worker import BATCH, GLOO_UNAVAILABLE, ONE_PROCESS, STEPS, TWO_PROCESSES
 
 pytest.importorskip("sklearn")
@@ -26,8 +25,8 @@ WORKER = HERE / "multiprocess_worker.py"
 def _runs() -> Command:
     # Every process the tests compare, started by the worker script (in the background, see
     # tests/background.py), writing into a directory of its own.
-    path = os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])
-    return Command((sys.executable, str(WORKER), "--all", "."), env=(("PYTHONPATH", path),))
+    env = (tree_first_on_path(HERE.parent),)
+    return Command((sys.executable, str(WORKER), "--all", "."), env=env, first=True)
 
 
 pytestmark = pytest.mark.background(command=_runs)
