@@ -48,7 +48,8 @@ napoleon_numpy_docstring = False
 
 html_theme = "furo"
 html_title = f"leakyjax {release}"
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["leakyjax.css"]  # docs/_static/leakyjax.css: code in tables wraps
 html_last_updated_fmt = None
 pygments_style = "sphinx"
 # The search page fetches each result's page for a summary, which browsers refuse on file://:

@@ -8,12 +8,15 @@ from leakyjax._initializers import gain, he_normal, he_uniform
 from leakyjax._sites import Site
 from leakyjax._tracking import DeadUnits, DeadUnitTracker, SiteState, track_dead_units
 from leakyjax._transforms import leakify, relu_sites
+from leakyjax._wiring import UnitSlice, Wiring, revive, unit_wiring
 
 __all__ = [
     "DeadUnitTracker",
     "DeadUnits",
     "Site",
     "SiteState",
+    "UnitSlice",
+    "Wiring",
     "dead_fraction",
     "dead_units",
     "gain",
@@ -25,7 +28,9 @@ __all__ = [
     "leaky_relu_log_abs_det_jacobian",
     "prelu",
     "relu_sites",
+    "revive",
     "rrelu",
     "track_dead_units",
+    "unit_wiring",
 ]
 __version__ = "0.1.0"

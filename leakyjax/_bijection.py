@@ -7,17 +7,17 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from leakyjax import _validation as v
+from leakyjax import _validation as checks
 
 
 def _check(
     fn: str, name: str, value: ArrayLike, negative_slope: ArrayLike
 ) -> tuple[ArrayLike, ArrayLike]:
-    value = v.check_array(fn, name, value)
-    negative_slope = v.check_array(fn, "negative_slope", negative_slope, allow_bool=False)
-    v.check_broadcast(fn, "negative_slope", negative_slope, name, value)
-    if v.is_concrete(negative_slope):
-        dtype = v.float_dtype(value)
+    value = checks.check_array(fn, name, value)
+    negative_slope = checks.check_array(fn, "negative_slope", negative_slope, allow_bool=False)
+    checks.check_broadcast(fn, "negative_slope", negative_slope, name, value)
+    if checks.is_concrete(negative_slope):
+        dtype = checks.float_dtype(value)
         with np.errstate(over="ignore", invalid="ignore"):
             slope = np.asarray(negative_slope).astype(dtype)
         if not np.all(np.isfinite(slope) & (slope >= jnp.finfo(dtype).tiny)):
@@ -63,7 +63,7 @@ def inverse_leaky_relu(y: ArrayLike, negative_slope: ArrayLike = 0.01) -> jax.Ar
 
 @jax.jit
 def _inverse(y, negative_slope):
-    y = v.float_input(y)
+    y = checks.float_input(y)
     slope = negative_slope.astype(y.dtype)
     # The divisor is an array of y's shape, not a broadcast scalar: XLA rewrites division by a
     # broadcast scalar into multiplication by its reciprocal rounded to the dtype, which is
@@ -103,6 +103,6 @@ def leaky_relu_log_abs_det_jacobian(x: ArrayLike, negative_slope: ArrayLike = 0.
 
 @jax.jit
 def _log_abs_det_jacobian(x, negative_slope):
-    x = v.float_input(x)
+    x = checks.float_input(x)
     log_slope = jnp.log(negative_slope.astype(x.dtype))
     return jnp.where(x > 0, jnp.zeros_like(x), log_slope)

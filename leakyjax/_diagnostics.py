@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from leakyjax import _validation as v
+from leakyjax import _validation as checks
 
 
 def dead_units(preactivations: ArrayLike, axis: int | tuple[int, ...] = 0) -> jax.Array:
@@ -58,8 +58,8 @@ def _dead_units(fn: str, preactivations: Any, axis: int | tuple[int, ...]) -> ja
         raise ValueError(f"{fn}: `preactivations` is an empty {type(preactivations).__name__}")
     dead = None
     for z in calls:
-        z = v.check_array(fn, "preactivations", z, hint=_HINT)
-        axes = v.check_axes(fn, "axis", axis, np.ndim(z))
+        z = checks.check_array(fn, "preactivations", z, hint=_HINT)
+        axes = checks.check_axes(fn, "axis", axis, np.ndim(z))
         z_dead = jnp.all(jnp.asarray(z) <= 0, axis=axes)
         if any(np.shape(z)[a] == 0 for a in axes):
             # No example seen is not "all dead" (track_dead_units agrees).

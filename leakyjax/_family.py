@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from leakyjax import _validation as v
+from leakyjax import _validation as checks
 from leakyjax._activation import leaky_relu_core, static_slope
 
 
@@ -48,13 +48,13 @@ def prelu(x: ArrayLike, slope: ArrayLike, *, axis: int | None = None) -> jax.Arr
       >>> jax.grad(lambda a: lj.prelu(x, a).sum())(jnp.array([0.1, 0.5]))
       Array([-1., -6.], dtype=float32)
     """
-    x = v.check_input("prelu", "x", x)
-    slope = v.check_array("prelu", "slope", slope, allow_bool=False)
+    x = checks.check_input("prelu", "x", x)
+    slope = checks.check_array("prelu", "slope", slope, allow_bool=False)
     if axis is not None:
-        axis = v.check_axis("prelu", "axis", axis, np.ndim(x))
+        axis = checks.check_axis("prelu", "axis", axis, np.ndim(x))
     if type(slope) is float or type(slope) is int:
         return static_slope(x, slope, None, ("prelu", "slope"))
-    v.check_finite("prelu", "slope", slope, v.float_dtype(x))
+    checks.check_finite("prelu", "slope", slope, checks.float_dtype(x))
     ndim = np.ndim(slope)
     if ndim == 0:
         return _prelu(x, slope, None)
@@ -77,8 +77,8 @@ def prelu(x: ArrayLike, slope: ArrayLike, *, axis: int | None = None) -> jax.Arr
 
 @functools.partial(jax.jit, static_argnums=(2,))
 def _prelu(x, slope, axis):
-    v.check_dtype("prelu", "x", x)
-    x = v.float_input(x)
+    checks.check_dtype("prelu", "x", x)
+    x = checks.float_input(x)
     slope = slope.astype(x.dtype)
     if axis is not None:
         shape = [1] * x.ndim
@@ -152,9 +152,9 @@ def rrelu(
       >>> lj.rrelu(None, x, 0.1, 0.3, deterministic=True)
       Array([-0.2, -0.2,  2. ], dtype=float32)
     """
-    x = v.check_input("rrelu", "x", x)
-    lower = v.check_real_scalar("rrelu", "lower", lower)
-    upper = v.check_real_scalar("rrelu", "upper", upper)
+    x = checks.check_input("rrelu", "x", x)
+    lower = checks.check_real_scalar("rrelu", "lower", lower)
+    upper = checks.check_real_scalar("rrelu", "upper", upper)
     if not 0 <= lower <= upper:
         raise ValueError(
             f"rrelu: expected 0 <= `lower` <= `upper`, got lower={lower}, upper={upper}"
@@ -167,16 +167,16 @@ def rrelu(
     if deterministic:
         # lower / 2 + upper / 2 cannot overflow.
         return static_slope(x, lower / 2 + upper / 2, None, ("rrelu", "(lower + upper) / 2"))
-    key = v.check_key("rrelu", key)
+    key = checks.check_key("rrelu", key)
     return _rrelu(key, x, lower, upper)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
 def _rrelu(key, x, lower, upper):
-    v.check_dtype("rrelu", "x", x)
-    x = v.float_input(x)
-    lower = v.round_to_dtype("rrelu", "lower", lower, x.dtype)
-    upper = v.round_to_dtype("rrelu", "upper", upper, x.dtype)
+    checks.check_dtype("rrelu", "x", x)
+    x = checks.float_input(x)
+    lower = checks.round_to_dtype("rrelu", "lower", lower, x.dtype)
+    upper = checks.round_to_dtype("rrelu", "upper", upper, x.dtype)
     if key.dtype == jnp.uint32:
         key = jax.random.wrap_key_data(key)
     slopes = jax.random.uniform(key, x.shape, x.dtype, lower, upper)

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from leakyjax import _validation as v
+from leakyjax import _validation as checks
 
 
 def gain(negative_slope: float = 0.01) -> float:
@@ -31,7 +31,7 @@ def gain(negative_slope: float = 0.01) -> float:
       >>> lj.gain(0.0), round(lj.gain(0.01), 6), lj.gain(1.0)
       (1.4142135623730951, 1.414143, 1.0)
     """
-    slope = v.check_real_scalar("gain", "negative_slope", negative_slope)
+    slope = checks.check_real_scalar("gain", "negative_slope", negative_slope)
     return math.sqrt(2.0 / (1.0 + slope * slope))
 
 
@@ -44,11 +44,11 @@ def _variance_scaling(
     dtype: Any,
     mode: Any,
 ) -> jax.nn.initializers.Initializer:
-    slope = v.check_real_scalar(fn, "negative_slope", negative_slope)
-    v.check_axis_type(fn, "in_axis", in_axis)
-    v.check_axis_type(fn, "out_axis", out_axis)
-    default_dtype = v.check_float_dtype(fn, "dtype", dtype)
-    v.check_choice(fn, "mode", mode, ("fan_in", "fan_out"))
+    slope = checks.check_real_scalar(fn, "negative_slope", negative_slope)
+    checks.check_axis_type(fn, "in_axis", in_axis)
+    checks.check_axis_type(fn, "out_axis", out_axis)
+    default_dtype = checks.check_float_dtype(fn, "dtype", dtype)
+    checks.check_choice(fn, "mode", mode, ("fan_in", "fan_out"))
     base = jax.nn.initializers.variance_scaling(
         2.0 / (1.0 + slope * slope), mode, distribution, in_axis=in_axis, out_axis=out_axis
     )
@@ -60,12 +60,12 @@ def _variance_scaling(
         dtype: DTypeLike | None = default_dtype,
         out_sharding: Any = None,
     ) -> jax.Array:
-        key = v.check_key(fn, key)
-        shape = v.check_shape(fn, "shape", shape)
-        dtype = default_dtype if dtype is None else v.check_float_dtype(fn, "dtype", dtype)
+        key = checks.check_key(fn, key)
+        shape = checks.check_shape(fn, "shape", shape)
+        dtype = default_dtype if dtype is None else checks.check_float_dtype(fn, "dtype", dtype)
         axes = {}
         for name, axis in (("in_axis", in_axis), ("out_axis", out_axis)):
-            axes[name] = v.check_axes(fn, name, axis, len(shape))
+            axes[name] = checks.check_axes(fn, name, axis, len(shape))
         if set(axes["in_axis"]) & set(axes["out_axis"]):
             raise ValueError(
                 f"{fn}: `in_axis`={in_axis} and `out_axis`={out_axis} share an axis of "

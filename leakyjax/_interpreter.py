@@ -18,8 +18,8 @@ from typing import Any
 import jax
 import jax.extend.core as jex
 
-from leakyjax import _jax_internals as ji
-from leakyjax._sites import SUPPORTED, Site
+from leakyjax import _jax_internals as internals
+from leakyjax._sites import Site
 
 # An observation per site name: a pytree of arrays that combines across calls.
 Observations = dict[str, Any]
@@ -27,14 +27,11 @@ Observations = dict[str, Any]
 
 @dataclasses.dataclass(frozen=True)
 class Observer:
-    """How observations combine (a monoid: ``combine`` with identity ``empty(site)``) and
-    cross a primitive's boundary (``flatten`` to ``arity`` arrays, ``unflatten`` back)."""
+    """How observations combine: a monoid, ``combine`` with identity ``empty(site)``. An
+    observation is a pytree of arrays; it crosses a primitive's boundary as one."""
 
     empty: Callable[[Site], Any]
     combine: Callable[[Any, Any], Any]
-    arity: int
-    flatten: Callable[[Any], list[Any]]
-    unflatten: Callable[[list[Any]], Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,9 +46,37 @@ class Rule:
     # body object on each call, so jit's compile cache hits (the owner keeps this dict).
     cache: dict[Any, Any] | None = dataclasses.field(default=None, compare=False)
 
-    def below(self, path: tuple) -> list[Site]:
+    def sites_under(self, path: tuple) -> list[Site]:
         n = len(path)
         return sorted((s for p, s in self.sites.items() if p[:n] == path), key=lambda s: s.name)
+
+    def observed_under(self, path: tuple) -> list[Site]:
+        """The sites under ``path`` whose observations cross its boundary (none for a rule
+        that observes nothing)."""
+        return self.sites_under(path) if self.observer is not None else []
+
+    def combined(self, a: Observations, b: Observations) -> Observations:
+        """``a`` and ``b`` combined site by site (a site in one only is taken as it is)."""
+        out = dict(a)
+        for name, value in b.items():
+            if name in out:
+                assert self.observer is not None  # only a rule that observes has any
+                value = self.observer.combine(out[name], value)
+            out[name] = value
+        return out
+
+    def filled(self, sites: list[Site], observed: Observations) -> Observations:
+        """The observations of ``sites``, the identity for those not in ``observed``: the
+        same pytree structure whatever was observed (what a loop carries, a branch
+        returns)."""
+        out = {}
+        for site in sites:
+            if site.name in observed:
+                out[site.name] = observed[site.name]
+            else:
+                assert self.observer is not None  # ``sites`` is empty otherwise
+                out[site.name] = self.observer.empty(site)
+        return out
 
 
 def evaluate(
@@ -78,66 +103,34 @@ def evaluate(
         if site is not None:
             outs, observation = rule.apply(site, eqn, invals)
             if observation is not None:
-                _merge_into(observed, {site.name: observation}, rule)
-        elif handler is not None and rule.below(here):
+                observed = rule.combined(observed, {site.name: observation})
+        elif handler is not None and rule.sites_under(here):
             outs, inner = handler(eqn, invals, rule, here)
-            _merge_into(observed, inner, rule)
+            observed = rule.combined(observed, inner)
         else:
-            outs = ji.bind(eqn, invals)
+            outs = internals.bind(eqn, invals)
         env.update(zip(eqn.outvars, outs, strict=True))
     return [read(v) for v in jaxpr.outvars], observed
-
-
-def _merge_into(observed: Observations, new: Observations, rule: Rule) -> None:
-    for name, value in new.items():
-        if name in observed:
-            assert rule.observer is not None
-            value = rule.observer.combine(observed[name], value)
-        observed[name] = value
-
-
-# --- Observations as flat lists (to cross a primitive's boundary) -------------------------
-
-
-# ``sites`` is empty for a rule without an observer: nothing crosses.
-
-
-def _flat(rule: Rule, sites: list[Site], observed: Observations) -> list[Any]:
-    out: list[Any] = []
-    for site in sites:
-        assert rule.observer is not None
-        value = observed.get(site.name)
-        out += rule.observer.flatten(value if value is not None else rule.observer.empty(site))
-    return out
-
-
-def _unflat(rule: Rule, sites: list[Site], flat: Sequence[Any]) -> Observations:
-    observed, k = {}, 0
-    for site in sites:
-        assert rule.observer is not None
-        n = rule.observer.arity
-        observed[site.name] = rule.observer.unflatten(list(flat[k : k + n]))
-        k += n
-    return observed
-
-
-def _observed_below(rule: Rule, path: tuple) -> list[Site]:
-    """The sites under ``path`` whose observations cross its boundary."""
-    return rule.below(path) if rule.observer is not None else []
 
 
 # --- Handlers of the higher-order primitives ---------------------------------------------
 
 
 def _retraced(body: Any, rule: Rule, path: tuple, name: str, observe: list[Site]) -> Any:
-    """``body`` evaluated with ``rule`` and traced again, with the observations of
-    ``observe`` appended to its outputs."""
+    """``body`` evaluated with ``rule`` and traced again, with the leaves of the
+    observations of ``observe`` appended to its outputs (see ``_observations``)."""
 
     def run(*args: Any) -> list[Any]:
         outs, observed = evaluate(body, args, rule, path)
-        return outs + _flat(rule, observe, observed)
+        return outs + jax.tree_util.tree_leaves(rule.filled(observe, observed))
 
-    return ji.retrace(run, ji.invar_avals(body), name)
+    return internals.retrace(run, internals.invar_avals(body), name)
+
+
+def _observations(rule: Rule, observe: list[Site], leaves: Sequence[Any]) -> Observations:
+    """The observations of ``observe`` from the leaves a retraced body appended."""
+    structure = jax.tree_util.tree_structure(rule.filled(observe, {}))
+    return jax.tree_util.tree_unflatten(structure, list(leaves))
 
 
 def _call(param: str) -> Callable:
@@ -147,7 +140,7 @@ def _call(param: str) -> Callable:
 
     def handler(eqn, invals, rule, path):
         here = (*path, param, None)
-        observe = _observed_below(rule, here)
+        observe = rule.observed_under(here)
         original = eqn.params[param]
         key = (id(original), here, tuple(s.name for s in observe))
         entry = rule.cache.get(key) if rule.cache is not None else None
@@ -159,9 +152,9 @@ def _call(param: str) -> Callable:
             if rule.cache is not None:
                 rule.cache[key] = (original, body)
         extra = len(body.jaxpr.outvars) - len(eqn.outvars)
-        outs = ji.bind(eqn, invals, **{param: body}, **ji.extra_outputs(eqn, extra))
+        outs = internals.bind(eqn, invals, **{param: body}, **internals.extra_outputs(eqn, extra))
         n = len(eqn.outvars)
-        return outs[:n], _unflat(rule, observe, outs[n:])
+        return outs[:n], _observations(rule, observe, outs[n:])
 
     return handler
 
@@ -169,19 +162,12 @@ def _call(param: str) -> Callable:
 def _checkpoint(eqn, invals, rule, path):
     # jax.checkpoint's body is an open jaxpr: constants become leading inputs.
     here = (*path, "jaxpr", None)
-    observe = _observed_below(rule, here)
+    observe = rule.observed_under(here)
     body = _retraced(eqn.params["jaxpr"], rule, here, "checkpoint", observe)
-    jaxpr, consts = ji.without_consts(body)
-    outs = ji.bind(eqn, [*consts, *invals], jaxpr=jaxpr)
+    jaxpr, consts = internals.without_consts(body)
+    outs = internals.bind(eqn, [*consts, *invals], jaxpr=jaxpr)
     n = len(eqn.outvars)
-    return outs[:n], _unflat(rule, observe, outs[n:])
-
-
-def _merged(rule: Rule, sites: list[Site], carried: Sequence[Any], observed: Observations) -> list:
-    """The flat observations ``carried`` across iterations, combined with this iteration's."""
-    state = _unflat(rule, sites, carried)
-    _merge_into(state, {s.name: observed[s.name] for s in sites if s.name in observed}, rule)
-    return _flat(rule, sites, state)
+    return outs[:n], _observations(rule, observe, outs[n:])
 
 
 def _scan(eqn, invals, rule, path):
@@ -190,8 +176,8 @@ def _scan(eqn, invals, rule, path):
     # the iterations; those of sites whose layers this scan stacks (Site.stacked_by) come
     # out as extra stacked outputs instead, one row per iteration.
     here = (*path, "jaxpr", None)
-    num_consts, num_carry = ji.scan_layout(eqn)
-    observe = _observed_below(rule, here)
+    num_consts, num_carry = internals.scan_layout(eqn)
+    observe = rule.observed_under(here)
     per_iteration = [s for s in observe if s.stacked_by == path]
     carried_sites = [s for s in observe if s.stacked_by != path]
     body = eqn.params["jaxpr"]
@@ -201,27 +187,23 @@ def _scan(eqn, invals, rule, path):
     def step(carry: tuple, x: list) -> tuple:
         carry, carried = carry
         outs, observed = evaluate(body, [*consts, *carry, *x], rule, here)
-        rows = _flat(rule, per_iteration, observed)
-        return (outs[:num_carry], _merged(rule, carried_sites, carried, observed)), (
-            outs[num_carry:],
-            rows,
-        )
+        carried = rule.filled(carried_sites, rule.combined(carried, observed))
+        rows = rule.filled(per_iteration, observed)
+        return (outs[:num_carry], carried), (outs[num_carry:], rows)
 
-    with ji.equation_context(eqn):
+    with internals.equation_context(eqn):
         (carry, carried), (ys, rows) = jax.lax.scan(
-            step, (init, _flat(rule, carried_sites, {})), xs, **ji.scan_options(eqn)
+            step, (init, rule.filled(carried_sites, {})), xs, **internals.scan_options(eqn)
         )
-    observed = _unflat(rule, carried_sites, carried)
-    observed.update(_unflat(rule, per_iteration, rows))
-    return [*carry, *ys], observed
+    return [*carry, *ys], {**carried, **rows}
 
 
 def _while(eqn, invals, rule, path):
-    # Bound again through lax.while_loop, as scan is. Sites in the condition are evaluated
-    # as they are (a rule observes none there: the condition's outputs are a bool only).
-    cond_nconsts, body_nconsts = ji.while_layout(eqn)
+    # Bound again through lax.while_loop, as scan is. A rule observes no site in the
+    # condition: its only output is the bool.
+    cond_nconsts, body_nconsts = internals.while_layout(eqn)
     cond_path, body_path = (*path, "cond_jaxpr", None), (*path, "body_jaxpr", None)
-    observe = _observed_below(rule, body_path)
+    observe = rule.observed_under(body_path)
     cond_consts = invals[:cond_nconsts]
     body_consts = invals[cond_nconsts : cond_nconsts + body_nconsts]
     init = invals[cond_nconsts + body_nconsts :]
@@ -232,26 +214,26 @@ def _while(eqn, invals, rule, path):
     def body_fun(carry: tuple) -> tuple:
         carry, carried = carry
         outs, observed = evaluate(eqn.params["body_jaxpr"], [*body_consts, *carry], rule, body_path)
-        return outs, _merged(rule, observe, carried, observed)
+        return outs, rule.filled(observe, rule.combined(carried, observed))
 
-    with ji.equation_context(eqn):
+    with internals.equation_context(eqn):
         carry, carried = jax.lax.while_loop(
-            cond_fun, body_fun, (list(init), _flat(rule, observe, {}))
+            cond_fun, body_fun, (list(init), rule.filled(observe, {}))
         )
-    return list(carry), _unflat(rule, observe, carried)
+    return list(carry), carried
 
 
 def _cond(eqn, invals, rule, path):
     # Every branch returns the observations of all branches' sites (the identity for those
     # it does not contain), so the taken branch's are what comes out.
-    observe = _observed_below(rule, path)
+    observe = rule.observed_under(path)
     branches = tuple(
         _retraced(branch, rule, (*path, "branches", i), "cond_branch", observe)
         for i, branch in enumerate(eqn.params["branches"])
     )
-    outs = ji.bind(eqn, invals, branches=branches)
+    outs = internals.bind(eqn, invals, branches=branches)
     n = len(eqn.outvars)
-    return outs[:n], _unflat(rule, observe, outs[n:])
+    return outs[:n], _observations(rule, observe, outs[n:])
 
 
 def _shard_map(eqn, invals, rule, path):
@@ -262,18 +244,16 @@ def _shard_map(eqn, invals, rule, path):
     def body(*args: Any) -> tuple[Any, ...]:
         return tuple(evaluate(eqn.params["jaxpr"], args, rule, here)[0])
 
-    with ji.equation_context(eqn):
-        return list(ji.shard_map_call(eqn, body)(*invals)), {}
+    with internals.equation_context(eqn):
+        return list(internals.shard_map_call(eqn, body)(*invals)), {}
 
 
 HANDLERS: dict[str, Callable[..., tuple[list[Any], Observations]]] = {
-    ji.JIT: _call("jaxpr"),
-    ji.CLOSED_CALL: _call("call_jaxpr"),
-    ji.CHECKPOINT: _checkpoint,
-    ji.SCAN: _scan,
-    ji.WHILE: _while,
-    ji.COND: _cond,
-    ji.SHARD_MAP: _shard_map,
+    internals.JIT: _call("jaxpr"),
+    internals.CLOSED_CALL: _call("call_jaxpr"),
+    internals.CHECKPOINT: _checkpoint,
+    internals.SCAN: _scan,
+    internals.WHILE: _while,
+    internals.COND: _cond,
+    internals.SHARD_MAP: _shard_map,
 }
-# The site finder marks sites under any other primitive as left alone: the two lists agree.
-assert set(HANDLERS) == SUPPORTED

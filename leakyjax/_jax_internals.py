@@ -20,19 +20,21 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
+import jax.core
 import jax.extend.core as jex
 import numpy as np
-from jax._src import api_util, source_info_util
+from jax._src import api_util, sharding_impls, source_info_util
 from jax._src import linear_util as lu
 from jax._src.ad_checkpoint import remat_p as _remat_p
 from jax._src.array import ArrayImpl as _ArrayImpl
 from jax._src.interpreters import partial_eval as pe
-from jax._src.sharding_impls import UNSPECIFIED
 
 P = jex.primitives
 
-# The type of a concrete jax.Array, for a fast test on the eager path of a call.
+# The type of a concrete jax.Array, for a fast test on the eager path of a call; a traced
+# value's type.
 ArrayImpl = _ArrayImpl
+Tracer = jax.core.Tracer
 
 # leakyjax's own activation carries this name on its custom_jvp, so the tracker finds it.
 MARKER = "leakyjax_leaky_relu"
@@ -160,7 +162,8 @@ def bodies(eqn: jex.JaxprEqn) -> list[Body]:
     return [Body("", None, sub, (None,) * len(invar_avals(sub))) for sub in subs]
 
 
-# Primitive names, by kind. The transforms have a handler per name in these sets.
+# The names the interpreter keys its handlers by (and the finder reads), taken from the
+# primitives themselves so that a renamed primitive fails at import, not at a missed match.
 JIT = P.jit_p.name
 CLOSED_CALL = P.closed_call_p.name
 # jax.extend exports remat_p from jax 0.9 on.
@@ -176,13 +179,17 @@ CUSTOM_VJP = P.custom_vjp_call_p.name
 CONTEXT_LABEL = {SCAN: "scan", COND: "cond", WHILE: "while_loop"}
 
 
+# A jit output with no sharding of its own.
+_UNSPECIFIED = sharding_impls.UNSPECIFIED  # pyright: ignore[reportPrivateImportUsage]
+
+
 def extra_outputs(eqn: jex.JaxprEqn, n: int) -> dict[str, Any]:
     """The parameters of a jit equation bound with ``n`` outputs more than it had (each
     with no sharding or layout of its own); none for a closed_call."""
     if n == 0 or eqn.primitive.name != JIT:
         return {}
     return {
-        "out_shardings": (*eqn.params["out_shardings"], *(UNSPECIFIED,) * n),
+        "out_shardings": (*eqn.params["out_shardings"], *(_UNSPECIFIED,) * n),
         "out_layouts": (*eqn.params["out_layouts"], *(None,) * n),
     }
 

@@ -11,7 +11,7 @@ import jax.extend.core as jex
 import jax.numpy as jnp
 import numpy as np
 
-from leakyjax import _jax_internals as ji
+from leakyjax import _jax_internals as internals
 
 # The patterns a site can match, and what each is.
 PATTERNS = {
@@ -21,10 +21,8 @@ PATTERNS = {
     "leaky_relu": "leakyjax's own leaky_relu, prelu and rrelu",
 }
 
-# Sub-jaxprs whose ReLUs the transforms re-bind through (see _interpreter.HANDLERS).
-SUPPORTED = frozenset(
-    {ji.JIT, ji.CLOSED_CALL, ji.CHECKPOINT, ji.SCAN, ji.COND, ji.WHILE, ji.SHARD_MAP}
-)
+# Which sites a transform works on: None (all), names or globs, or a predicate on a Site.
+SiteSelection = Sequence[str] | Callable[["Site"], bool] | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,10 +79,15 @@ class Site:
 
 
 def find(
-    closed: jex.ClosedJaxpr, leaf_paths: Sequence[tuple | None], patterns: Sequence[str]
+    closed: jex.ClosedJaxpr,
+    leaf_paths: Sequence[tuple | None],
+    patterns: Sequence[str],
+    rebound: frozenset[str],
 ) -> list[Site]:
     """The sites of ``closed`` matching ``patterns``, named from ``leaf_paths``: per input,
-    ``(argument, key path)`` (None for an input that names nothing, like a data array)."""
+    ``(argument, key path)`` (None for an input that names nothing, like a data array).
+    Sites under a primitive not in ``rebound`` (those the interpreter has a handler for)
+    cannot be rewritten."""
     sizes: dict[Any, int] = {}
     for p in leaf_paths:
         if p is not None:
@@ -93,7 +96,9 @@ def find(
     # params, an Equinox model): a scan that slices them per iteration stacks layers.
     params = max(sizes, key=lambda g: (sizes[g], str(g))) if sizes else None
     finder = _Finder(
-        tuple(patterns), {i for i, p in enumerate(leaf_paths) if p is not None and p[0] == params}
+        tuple(patterns),
+        {i for i, p in enumerate(leaf_paths) if p is not None and p[0] == params},
+        rebound,
     )
     origins = [{i: _NOT_JOINED} if p is not None else {} for i, p in enumerate(leaf_paths)]
     finder.walk(closed.jaxpr, origins, _Scope())
@@ -165,8 +170,11 @@ class _Finder:
     """One walk over a jaxpr and its sub-jaxprs, collecting ``_Found`` records in program
     order."""
 
-    def __init__(self, patterns: tuple[str, ...], parameters: set[int]) -> None:
+    def __init__(
+        self, patterns: tuple[str, ...], parameters: set[int], rebound: frozenset[str]
+    ) -> None:
         self.patterns = patterns
+        self.rebound = rebound
         self.parameters = parameters
         self.found: list[_Found] = []
         self.step = 0  # equations walked: when an origin joined the data flow
@@ -185,14 +193,14 @@ class _Finder:
             here = (*scope.path, i)
             kind, x = _match(eqn, producers, self.patterns)
             if kind is not None:
-                self._add(kind, x, eqn, read(x), here, scope, jaxpr, producers, uses)
+                self._add(kind, x, eqn, read, here, scope, jaxpr, producers, uses)
                 for v in eqn.outvars:  # the next layer's name comes from its own parameters
                     env[v] = {}
                 continue
             self.step += 1
             all_in = _combine([read(v) for v in eqn.invars], self.step)
             outs: list[Origins] | None = None
-            for body in ji.bodies(eqn):
+            for body in internals.bodies(eqn):
                 inner = body.jaxpr.jaxpr if isinstance(body.jaxpr, jex.ClosedJaxpr) else body.jaxpr
                 inner_origins = [
                     dict(read(eqn.invars[j])) if j is not None else all_in for j in body.inputs
@@ -213,10 +221,10 @@ class _Finder:
     def _inner(self, scope, eqn, here, body, read, uses, jaxpr) -> _Scope:
         """The scope of ``body``, a sub-jaxpr of ``eqn`` at ``here``."""
         name = eqn.primitive.name
-        label = ji.CONTEXT_LABEL.get(name)
+        label = internals.CONTEXT_LABEL.get(name)
         stacking = scope.stacking
-        if name == ji.SCAN:
-            num_consts, num_carry = ji.scan_layout(eqn)
+        if name == internals.SCAN:
+            num_consts, num_carry = internals.scan_layout(eqn)
             sliced = frozenset(
                 leaf
                 for var in eqn.invars[num_consts + num_carry :]
@@ -225,14 +233,16 @@ class _Finder:
             )
             if sliced:
                 stacking = (*stacking, (here, int(eqn.params["length"]), sliced))
-        outputs_clamp = None
-        if name in (ji.JIT, ji.CLOSED_CALL, ji.CHECKPOINT):  # outputs one to one
 
-            def outputs_clamp(k: int, statistic: bool) -> bool:
-                return _only_clamps(eqn.outvars[k], uses, jaxpr, scope.outputs_clamp, statistic)
+        def clamp_in_caller(k: int, statistic: bool) -> bool:
+            return _only_clamps(eqn.outvars[k], uses, jaxpr, scope.outputs_clamp, statistic)
+
+        # Only where the body's outputs are the equation's, one to one.
+        one_to_one = name in (internals.JIT, internals.CLOSED_CALL, internals.CHECKPOINT)
+        outputs_clamp = clamp_in_caller if one_to_one else None
 
         unobservable = scope.unobservable
-        if unobservable is None and name == ji.SHARD_MAP:
+        if unobservable is None and name == internals.SHARD_MAP:
             unobservable = (
                 "inside a shard_map: call the tracker's update inside your shard_map instead, "
                 "with axis_name set to OR the masks across devices"
@@ -242,23 +252,37 @@ class _Finder:
         return _Scope(
             path=(*here, body.param, body.index),
             contexts=(*scope.contexts, label) if label else scope.contexts,
-            blocked=scope.blocked if scope.blocked is not None else _blocked_reason(eqn),
+            blocked=scope.blocked if scope.blocked is not None else self._blocked(eqn),
             stacking=stacking,
             outputs_clamp=outputs_clamp,
             unobservable=unobservable,
         )
 
-    def _add(self, kind, x, eqn, origins, here, scope, jaxpr, producers, uses) -> None:
+    def _blocked(self, eqn) -> str | None:
+        """Why sites under ``eqn`` cannot be rewritten, if so."""
+        name = eqn.primitive.name
+        if name in self.rebound:
+            return None
+        if name in (internals.CUSTOM_JVP, internals.CUSTOM_VJP):
+            wrapped = internals.custom_rule_name(eqn) or "a function"
+            return (
+                f"inside {wrapped!r} with a derivative rule of its own ({name}), which encodes "
+                "ReLU's derivative: left as it is"
+            )
+        return f"inside `{name}`, which the transforms do not re-bind through: left as it is"
+
+    def _add(self, kind, x, eqn, read, here, scope, jaxpr, producers, uses) -> None:
+        origins = read(x)
         reason = scope.blocked
         if reason is None:
             reason = _dtype_reason(x.aval.dtype)
-        if reason is None and kind == "relu" and not ji.is_jax_nn_relu(eqn):
+        if reason is None and kind == "relu" and not internals.is_jax_nn_relu(eqn):
             reason = (
-                f"{ji.custom_rule_name(eqn) or 'a function'!r} is a custom_jvp of your own "
+                f"{internals.custom_rule_name(eqn) or 'a function'!r} is a custom_jvp of your own "
                 "around max(x, 0), with a derivative rule of its own: left as it is"
             )
         clamp = reason is None and _only_clamps(
-            eqn.outvars[0], uses, jaxpr, scope.outputs_clamp, _is_statistic(x, producers)
+            eqn.outvars[0], uses, jaxpr, scope.outputs_clamp, _is_statistic(x, producers, read)
         )
         if clamp:
             reason = (
@@ -273,8 +297,8 @@ class _Finder:
                 kind=kind,
                 x=x,
                 origins=origins,
-                source=ji.source_location(eqn),
-                stack=ji.name_stack(eqn),
+                source=internals.source_location(eqn),
+                stack=internals.name_stack(eqn),
                 contexts=scope.contexts,
                 reason=reason,
                 path=here,
@@ -343,11 +367,11 @@ def _only_clamps(var: Any, uses, jaxpr: jex.Jaxpr, outputs_clamp, statistic: boo
             reached = True
         for eqn, k in var_uses.get(_key(var), []):
             name = eqn.primitive.name
-            if name in ji.CLAMP_ENDS or (name == ji.DIV and k == 1):
+            if name in internals.CLAMP_ENDS or (name == internals.DIV and k == 1):
                 reached = True
-            elif name in ji.CLAMP_PASSTHROUGH:
+            elif name in internals.CLAMP_PASSTHROUGH:
                 pending += [(out, var_uses, where, escape) for out in eqn.outvars]
-            elif (body := ji.call_body(eqn)) is not None:
+            elif (body := internals.call_body(eqn)) is not None:
 
                 def inner_escape(j, statistic, eqn=eqn, var_uses=var_uses, where=where, e=escape):
                     return _only_clamps(eqn.outvars[j], var_uses, where, e, statistic)
@@ -358,10 +382,12 @@ def _only_clamps(var: Any, uses, jaxpr: jex.Jaxpr, outputs_clamp, statistic: boo
     return reached
 
 
-def _is_statistic(x: Any, producers) -> bool:
+def _is_statistic(x: Any, producers, read: Callable[[Any], Origins]) -> bool:
     """Whether ``x`` is computed from reductions (a mean, a variance) through elementwise
-    arithmetic only, with no matmul or convolution on the way: a statistic, not a unit's
-    pre-activation."""
+    arithmetic only, with no matmul or convolution on the way and no data reaching it
+    unreduced (an input with no origins: a bare array argument, or a value past another
+    site): a statistic, not a unit's pre-activation. Inputs with origins (parameters, a
+    running statistic) may join it."""
     # Each entry: an atom, the producers of its jaxpr, and how that jaxpr's inputs map to
     # the atoms of its caller (a jit body's inputs are the call's operands).
     pending: list[tuple[Any, dict, dict]] = [(x, producers, {})]
@@ -375,14 +401,16 @@ def _is_statistic(x: Any, producers) -> bool:
             pending.append(callers[atom])
             continue
         eqn = where.get(atom)
-        if eqn is None:  # an input of fn: neither
+        if eqn is None:  # an input of the site's jaxpr: unreduced data, or a parameter
+            if not read(atom):
+                return False
             continue
         name = eqn.primitive.name
-        if name in ji.REDUCTIONS:
+        if name in internals.REDUCTIONS:
             reduced = True
-        elif name in ji.CLAMP_PASSTHROUGH or name in ji.ELEMENTWISE:
+        elif name in internals.CLAMP_PASSTHROUGH or name in internals.ELEMENTWISE:
             pending += [(a, where, callers) for a in eqn.invars]
-        elif (body := ji.call_body(eqn)) is not None:
+        elif (body := internals.call_body(eqn)) is not None:
             inner = {v: e for e in body.eqns for v in e.outvars}
             outer = {v: (a, where, callers) for v, a in zip(body.invars, eqn.invars, strict=True)}
             pending.append((body.outvars[list(eqn.outvars).index(atom)], inner, outer))
@@ -403,28 +431,28 @@ def _differentiated(eqn: jex.JaxprEqn, x: Any, producers, uses, outvars) -> bool
         # into a constant (jax.grad of fn at a Python number), so it cannot be told; refuse.
         return True
     own_predicate = None
-    if eqn.primitive.name != ji.CUSTOM_JVP:  # where: the select's predicate is its own
+    if eqn.primitive.name != internals.CUSTOM_JVP:  # where: the select's predicate is its own
         candidates = [producers.get(a) for a in eqn.invars if not isinstance(a, jex.Literal)]
         own_predicate = next(
-            (p for p in candidates if p is not None and p.primitive.name in ji.COMPARISONS),
+            (p for p in candidates if p is not None and p.primitive.name in internals.COMPARISONS),
             None,
         )
     for user, k in uses.get(_key(x), []):
-        if user is eqn or user is own_predicate or user.primitive.name not in ji.COMPARISONS:
+        if user is eqn or user is own_predicate or user.primitive.name not in internals.COMPARISONS:
             continue
-        if not ji.is_zero(user.invars[1 - k], producers):
+        if not internals.is_zero(user.invars[1 - k], producers):
             continue
         # x > 0 that only feeds a jnp.where(x > 0, x, 0) of its own is that ReLU's test.
         if (
             any(
-                ji.where_relu_operand(mask_user, producers) is not x
+                internals.where_relu_operand(mask_user, producers) is not x
                 for mask_user, _ in uses.get(user.outvars[0], [])
             )
             or user.outvars[0] in outvars
         ):
             return True
     for out in eqn.outvars:
-        if any(user.primitive.name in ji.COMPARISONS for user, _ in uses.get(out, [])):
+        if any(user.primitive.name in internals.COMPARISONS for user, _ in uses.get(out, [])):
             return True
     if own_predicate is not None:
         if len(uses.get(own_predicate.outvars[0], [])) > 1:
@@ -433,31 +461,19 @@ def _differentiated(eqn: jex.JaxprEqn, x: Any, producers, uses, outvars) -> bool
 
 
 def _match(eqn, producers, patterns) -> tuple[str | None, Any]:
-    if "relu" in patterns and ji.is_relu_custom_jvp(eqn):
+    if "relu" in patterns and internals.is_relu_custom_jvp(eqn):
         return "relu", eqn.invars[0]
-    if "leaky_relu" in patterns and ji.is_leakyjax(eqn):
+    if "leaky_relu" in patterns and internals.is_leakyjax(eqn):
         return "leaky_relu", eqn.invars[0]
     if "maximum" in patterns:
-        x = ji.max_zero_operand(eqn, producers)
+        x = internals.max_zero_operand(eqn, producers)
         if x is not None:
             return "maximum", x
     if "where" in patterns:
-        x = ji.where_relu_operand(eqn, producers)
+        x = internals.where_relu_operand(eqn, producers)
         if x is not None:
             return "where", x
     return None, None
-
-
-def _blocked_reason(eqn) -> str | None:
-    name = eqn.primitive.name
-    if name in SUPPORTED:
-        return None
-    if name in (ji.CUSTOM_JVP, ji.CUSTOM_VJP):
-        return (
-            f"inside {ji.custom_rule_name(eqn) or 'a function'!r} with a derivative rule of its "
-            f"own ({name}), which encodes ReLU's derivative: left as it is"
-        )
-    return f"inside `{name}`, which the transforms do not re-bind through: left as it is"
 
 
 # --- Naming -------------------------------------------------------------------------------
@@ -487,7 +503,9 @@ def _format_key(key: Any) -> str:
 
 def _name(found: _Found, leaf_paths: Sequence[tuple | None], sizes: dict[Any, int]) -> str:
     last = max(found.origins.values(), default=None)
-    candidates = [leaf_paths[i] for i, t in found.origins.items() if t == last]
+    candidates = [
+        path for i, t in found.origins.items() if t == last and (path := leaf_paths[i]) is not None
+    ]
     base = ""
     if candidates:
         # Parameters and data both feed a first layer; the parameters are the argument with

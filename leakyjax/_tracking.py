@@ -12,27 +12,20 @@ import jax.extend.core as jex
 import jax.numpy as jnp
 import numpy as np
 
-from leakyjax import _jax_internals as ji
+from leakyjax import _jax_internals as internals
 from leakyjax import _sites
-from leakyjax import _validation as v
+from leakyjax import _validation as checks
 from leakyjax._interpreter import Observer, Rule
-from leakyjax._sites import Site
-from leakyjax._transforms import (
-    SiteSelection,
-    check_fn,
-    check_patterns,
-    check_sites,
-    eager_key,
-    handled,
-    trace,
-)
+from leakyjax._sites import Site, SiteSelection
+from leakyjax._tracing import eager_key, select_sites, trace
 
 _MAX_COUNT = np.uint32(np.iinfo(np.uint32).max)
 
 
 class SiteState(NamedTuple):
-    """What the tracker keeps per site: which units were ever active, and on how many
-    examples (per unit; saturates at 2**32 - 1).
+    """What the tracker keeps per site: which units were ever active, on how many examples
+    (per unit; saturates at 2**32 - 1), and the sum of each unit's absolute activation (the
+    site's output, in float32), from which ReDo's dormancy score is computed.
 
     Example:
       >>> import jax, jax.numpy as jnp, leakyjax as lj
@@ -45,6 +38,7 @@ class SiteState(NamedTuple):
 
     active: jax.Array
     examples: jax.Array
+    magnitude: jax.Array
 
 
 class DeadUnits(NamedTuple):
@@ -55,6 +49,11 @@ class DeadUnits(NamedTuple):
       fraction: the fraction of units that are dead (float32 scalar).
       units: the number of units.
       examples: the number of examples seen (per unit: batch times spatial positions).
+      score: ReDo's dormancy score per unit (Sokar et al., 2023, as dopamine's
+        ``estimate_neuron_score`` computes it): the unit's mean absolute activation divided by
+        the mean of that over the site's units (plus 1e-9); 0 where nothing was seen or
+        the whole site is zero. ``score <= tau`` is the tau-dormant mask; at tau = 0 it is
+        ``dead`` for a ReLU site (once examples were seen).
 
     Example:
       >>> import jax, jax.numpy as jnp, leakyjax as lj
@@ -69,6 +68,7 @@ class DeadUnits(NamedTuple):
     fraction: jax.Array
     units: int
     examples: jax.Array
+    score: jax.Array
 
 
 class DeadUnitTracker(NamedTuple):
@@ -95,7 +95,11 @@ class DeadUnitTracker(NamedTuple):
 
 def _combine(a: SiteState, b: SiteState) -> SiteState:
     total = a.examples + b.examples
-    return SiteState(a.active | b.active, jnp.where(total < a.examples, _MAX_COUNT, total))
+    return SiteState(
+        a.active | b.active,
+        jnp.where(total < a.examples, _MAX_COUNT, total),
+        a.magnitude + b.magnitude,
+    )
 
 
 def track_dead_units(
@@ -115,7 +119,8 @@ def track_dead_units(
     :func:`leakyjax.leakify`, work too) and is a pure-functional metric, as in optax:
 
     - ``init(*args, **kwargs)`` returns the state: per site name, a :class:`SiteState`
-      (``active``, a bool per unit, all False; ``examples``, 0);
+      (``active``, a bool per unit, all False; ``examples``, 0; ``magnitude``, the sum
+      of absolute activations per unit, 0);
     - ``update(state, *args, **kwargs)`` runs ``fn(*args, **kwargs)`` and returns ``(its
       output, the new state)``. It is jit-able and grad-safe: in a training step, use it
       through ``jax.value_and_grad(lambda p: tracker.update(state, p, x), has_aux=True)``.
@@ -123,7 +128,7 @@ def track_dead_units(
       ``vmap``, ``shard_map`` or ``pmap``), across that axis;
     - ``merge(a, b)`` ORs two states (from two data shards or processes);
     - ``result(state)`` gives per site a :class:`DeadUnits` (``dead``, ``fraction``,
-      ``units``, ``examples``).
+      ``units``, ``examples``, and ReDo's dormancy ``score``).
 
     Args:
       fn: the model, as for :func:`leakyjax.leakify`.
@@ -149,14 +154,14 @@ def track_dead_units(
       >>> r.dead, float(r.fraction), int(r.examples)
       (Array([False, False,  True], dtype=bool), 0.3333333432674408, 8)
     """
-    check_fn("track_dead_units", fn)
-    v.check_int("track_dead_units", "unit_axis", unit_axis)
+    checks.check_fn("track_dead_units", fn)
+    checks.check_int("track_dead_units", "unit_axis", unit_axis)
     _check_axis_name(axis_name)
     return _Tracker(
         fn,
         unit_axis,
-        check_patterns("track_dead_units", patterns, tuple(_sites.PATTERNS)),
-        check_sites("track_dead_units", sites),
+        checks.check_patterns("track_dead_units", patterns, tuple(_sites.PATTERNS)),
+        checks.check_sites("track_dead_units", sites),
         axis_name,
     ).functions()
 
@@ -180,7 +185,7 @@ class _Tracker:
         """``fn`` traced at the arguments, and the sites it tracks there (each checked to
         have a unit axis); a warning lists the selected sites it cannot observe."""
         traced = trace(self.fn, args, kwargs, self.patterns)
-        chosen = handled("track_dead_units", traced.sites, self.selection)
+        chosen = select_sites("track_dead_units", traced.sites, self.selection)
         unobservable = [s for s in chosen if s.unobservable is not None]
         if unobservable:
             listing = "; ".join(f"{s.name} ({s.unobservable})" for s in unobservable)
@@ -199,7 +204,7 @@ class _Tracker:
                 f"track_dead_units.{call}: site {site.name!r} applies a ReLU to a scalar; it "
                 "has no unit axis. Leave it out with `sites=`."
             )
-        axis = v.check_axis(
+        axis = checks.check_axis(
             f"track_dead_units.{call} (site {site.name!r}, shape {site.shape})",
             "unit_axis",
             self.unit_axis,
@@ -209,23 +214,27 @@ class _Tracker:
 
     def empty(self, site: Site) -> SiteState:
         rows = () if site.iterations is None else (site.iterations,)
+        units = (*rows, self.units(site, "update"))
         return SiteState(
-            jnp.zeros((*rows, self.units(site, "update")), bool), jnp.zeros(rows, jnp.uint32)
+            jnp.zeros(units, bool), jnp.zeros(rows, jnp.uint32), jnp.zeros(units, jnp.float32)
         )
 
     def observe(self, site: Site, eqn: jex.JaxprEqn, invals: list[Any]) -> tuple[list, Any]:
         x = invals[site.operand]
         axis = self.unit_axis % x.ndim
         others = tuple(a for a in range(x.ndim) if a != axis)
+        outs = internals.bind(eqn, invals)
         active = jnp.any(~(x <= 0), axis=others)  # NaN counts as alive
         examples = min(math.prod(x.shape[a] for a in others), int(_MAX_COUNT))  # saturates
-        observation = SiteState(active, jnp.asarray(examples, jnp.uint32))
+        magnitude = jnp.sum(jnp.abs(outs[0].astype(jnp.float32)), axis=others)
+        observation = SiteState(active, jnp.asarray(examples, jnp.uint32), magnitude)
         if self.axis_name is not None:
             observation = SiteState(
                 jax.lax.psum(observation.active.astype(jnp.int32), self.axis_name) > 0,
                 jax.lax.psum(observation.examples, self.axis_name),
+                jax.lax.psum(observation.magnitude, self.axis_name),
             )
-        return ji.bind(eqn, invals), observation
+        return outs, observation
 
     def init(self, *args: Any, **kwargs: Any) -> dict[str, SiteState]:
         traced, sites = self.tracked(args, kwargs, "init")
@@ -253,13 +262,7 @@ class _Tracker:
         rule = Rule(
             sites={s.path: s for s in sites},
             apply=self.observe,
-            observer=Observer(
-                empty=self.empty,
-                combine=_combine,
-                arity=2,
-                flatten=list,
-                unflatten=lambda flat: SiteState(*flat),
-            ),
+            observer=Observer(empty=self.empty, combine=_combine),
             cache=self.cache,
         )
         if len(self.cache) > 256:
@@ -295,15 +298,28 @@ class _Tracker:
     def result(self, state: dict[str, SiteState]) -> dict[str, DeadUnits]:
         _check_state("result", "state", state, None)
         out = {}
-        for name, (active, examples) in state.items():
+        for name, (active, examples, magnitude) in state.items():
             active, examples = jnp.asarray(active), jnp.asarray(examples)
+            seen = (examples > 0)[..., None]
             # No example seen is not "all dead": a unit is dead once it has been seen, and
             # only ever <= 0 (lj.dead_units agrees on an empty batch).
-            dead = ~active & (examples > 0)[..., None]
+            dead = ~active & seen
             out[name] = DeadUnits(
-                dead, jnp.mean(dead, axis=-1, dtype=jnp.float32), int(dead.shape[-1]), examples
+                dead,
+                jnp.mean(dead, axis=-1, dtype=jnp.float32),
+                int(dead.shape[-1]),
+                examples,
+                _dormancy(magnitude, examples, seen),
             )
         return out
+
+
+def _dormancy(magnitude: Any, examples: jax.Array, seen: jax.Array) -> jax.Array:
+    # dopamine's estimate_neuron_score: mean absolute activation per unit over the examples,
+    # divided by its mean over the units plus 1e-9.
+    mean = jnp.asarray(magnitude, jnp.float32) / jnp.maximum(examples, 1)[..., None]
+    score = mean / (jnp.mean(mean, axis=-1, keepdims=True) + 1e-9)
+    return jnp.where(seen, score, 0.0)
 
 
 def _check_axis_name(axis_name: Any) -> None:
@@ -311,7 +327,7 @@ def _check_axis_name(axis_name: Any) -> None:
     if axis_name is not None and not (names and all(isinstance(n, str) for n in names)):
         raise TypeError(
             "track_dead_units: `axis_name` must be None, a named axis (a str, as given to "
-            f"jax.vmap, shard_map or pmap) or a tuple of them, got {v.describe(axis_name)}"
+            f"jax.vmap, shard_map or pmap) or a tuple of them, got {checks.describe(axis_name)}"
         )
 
 
@@ -320,11 +336,11 @@ def _check_state(call: str, name: str, state: Any, expected: dict[str, Any] | No
     dtypes."""
     where = f"track_dead_units.{call}: `{name}`"
     if not isinstance(state, dict) or not all(
-        isinstance(s, (tuple, list)) and len(s) == 2 for s in state.values()
+        isinstance(s, (tuple, list)) and len(s) == 3 for s in state.values()
     ):
         raise TypeError(
             f"{where} must be a tracker state (a dict of SiteState, from init), got "
-            f"{v.describe(state)}"
+            f"{checks.describe(state)}"
         )
     if expected is None:
         return
@@ -333,12 +349,8 @@ def _check_state(call: str, name: str, state: Any, expected: dict[str, Any] | No
             f"{where} must be a state from this tracker's init, with sites "
             f"{sorted(expected)}; got {sorted(state)}"
         )
-    for site, (active, examples) in state.items():
-        want_active, want_examples = expected[site]
-        for field, got, want in (
-            ("active", active, want_active),
-            ("examples", examples, want_examples),
-        ):
+    for site, value in state.items():
+        for field, got, want in zip(SiteState._fields, value, expected[site], strict=True):
             shape, dtype = np.shape(got), jnp.result_type(got)
             if shape != np.shape(want) or dtype != want.dtype:
                 raise ValueError(

@@ -13,14 +13,22 @@ after warm-up, over several rounds, and the median is reported. Prints a table (
    against the same MLP written with ``leakyjax.leaky_relu`` by hand (trace + lower time, first
    call with compilation, step time, and whether they lower to the same program), and the
    overhead of ``track_dead_units`` on a jitted training step (``tracker.update`` through
-   ``value_and_grad(..., has_aux=True)`` against the plain step).
+   ``value_and_grad(..., has_aux=True)`` against the plain step);
+6. the memory of the backward pass by model kind (an MLP, a CNN with and without BatchNorm, a
+   transformer block, all in plain JAX): the temporary bytes XLA allocates for
+   ``jax.jit(jax.grad(loss))`` (compiled, not run) and the arrays reverse mode saves, for
+   ``leakyjax.leaky_relu`` against ``jax.nn.leaky_relu`` and for ``leakify(f, 0.0)`` against ``f``
+   written with ``jax.nn.relu``. Compiled, not run: about 30 s on 2 CPU cores, whatever
+   the flags.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import json
+import math
 import re
 import statistics
 import sys
@@ -110,13 +118,37 @@ def _forward_backward(size: int, rounds: int, repeats: int) -> dict[str, float]:
     return {k: nbytes / s / 1e9 for k, s in seconds.items()}
 
 
+def _residuals(f: Callable, *args: object) -> list[jax.ShapeDtypeStruct]:
+    """The distinct arrays reverse mode keeps for the backward pass of f (the vjp's closure),
+    found by tracing, not by running f."""
+
+    def kept(*args: object) -> list:
+        _, vjp_fn = jax.vjp(f, *args)
+        leaves = {id(leaf): leaf for leaf in jax.tree.leaves(vjp_fn) if hasattr(leaf, "dtype")}
+        return list(leaves.values())
+
+    return jax.eval_shape(kept, *args)
+
+
+def _nbytes(leaf: jax.ShapeDtypeStruct) -> int:
+    return math.prod(leaf.shape) * leaf.dtype.itemsize
+
+
 def residual_bytes(f: Callable, *args: object) -> tuple[int, int]:
     """(unique bytes, boolean bytes) of what reverse mode keeps for the backward pass of f."""
-    _, vjp_fn = jax.vjp(f, *args)
-    leaves = {id(leaf): leaf for leaf in jax.tree.leaves(vjp_fn) if hasattr(leaf, "nbytes")}
-    total = sum(leaf.nbytes for leaf in leaves.values())
-    booleans = sum(leaf.nbytes for leaf in leaves.values() if leaf.dtype == jnp.bool_)
+    leaves = _residuals(f, *args)
+    total = sum(_nbytes(leaf) for leaf in leaves)
+    booleans = sum(_nbytes(leaf) for leaf in leaves if leaf.dtype == jnp.bool_)
     return total, booleans
+
+
+def compiled_temp_bytes(f: Callable, *args: object) -> int | None:
+    """The temporary bytes XLA allocates to run ``jax.jit(f)`` on these arguments: compiled,
+    not run. This is what the backward pass keeps after XLA's fusion and rematerialization
+    (the buffers of the arguments and outputs are not counted). None where the backend does
+    not report it."""
+    analysis = jax.jit(f).lower(*args).compile().memory_analysis()
+    return None if analysis is None else int(analysis.temp_size_in_bytes)
 
 
 def mlp_loss(act: Callable, params: list, x: jax.Array) -> jax.Array:
@@ -130,6 +162,81 @@ def mlp_loss(act: Callable, params: list, x: jax.Array) -> jax.Array:
 def mlp_params(key: jax.Array, layers: int, width: int, dtype=jnp.float32) -> list:
     keys = jax.random.split(key, layers + 1)
     return [(lj.he_normal(0.01)(k, (width, width), dtype), jnp.zeros(width, dtype)) for k in keys]
+
+
+def _conv_batchnorm(x: jax.Array, conv: tuple) -> jax.Array:
+    """A 3x3 convolution (NHWC), then batch norm in training mode: normalized with the
+    statistics of this batch, then scaled and shifted (gamma, beta)."""
+    w, gamma, beta = conv
+    dims = ("NHWC", "HWIO", "NHWC")
+    y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dims)
+    mean, var = jnp.mean(y, axis=(0, 1, 2)), jnp.var(y, axis=(0, 1, 2))
+    return (y - mean) * jax.lax.rsqrt(var + 1e-5) * gamma + beta
+
+
+def _conv_bias(x: jax.Array, conv: tuple) -> jax.Array:
+    """A 3x3 convolution (NHWC) and a bias (beta; gamma unused): no normalization."""
+    w, _, beta = conv
+    dims = ("NHWC", "HWIO", "NHWC")
+    return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dims) + beta
+
+
+def cnn_loss(act: Callable, params: dict, x: jax.Array, batchnorm: bool = True) -> jax.Array:
+    """A small ResNet: conv -> BatchNorm -> act, then a residual block (conv -> BatchNorm ->
+    act -> conv -> BatchNorm, plus the skip, -> act), global average pooling, a linear
+    read-out and a squared-error loss. ``batchnorm=False``: convolutions with a bias instead."""
+    layer = _conv_batchnorm if batchnorm else _conv_bias
+    stem, conv1, conv2 = params["convs"]
+    h = act(layer(x, stem))
+    h = act(h + layer(act(layer(h, conv1)), conv2))
+    w, b = params["head"]
+    return jnp.mean((jnp.mean(h, axis=(1, 2)) @ w + b) ** 2)
+
+
+def cnn_params(key: jax.Array, in_channels: int, channels: int, dtype=jnp.float32) -> dict:
+    keys = jax.random.split(key, 4)
+    convs = []
+    for k, c in zip(keys[:3], (in_channels, channels, channels), strict=True):
+        w = lj.he_normal(0.01)(k, (3, 3, c, channels), dtype)
+        convs.append((w, jnp.ones(channels, dtype), jnp.zeros(channels, dtype)))
+    head = (lj.he_normal(0.01)(keys[3], (channels, 10), dtype), jnp.zeros(10, dtype))
+    return {"convs": convs, "head": head}
+
+
+def _layer_norm(x: jax.Array, scale: jax.Array, offset: jax.Array) -> jax.Array:
+    mean, var = jnp.mean(x, axis=-1, keepdims=True), jnp.var(x, axis=-1, keepdims=True)
+    return (x - mean) * jax.lax.rsqrt(var + 1e-5) * scale + offset
+
+
+def transformer_loss(act: Callable, params: dict, x: jax.Array, heads: int = 4) -> jax.Array:
+    """A pre-LayerNorm transformer block on (batch, tokens, features): multi-head
+    self-attention and an MLP (features -> hidden -> features, with act), each with a residual
+    connection; a squared-error loss."""
+    batch, tokens, features = x.shape
+    split = (batch, tokens, heads, features // heads)
+    h = _layer_norm(x, *params["norm1"])
+    q, k, v = (jnp.reshape(h @ params[w], split) for w in ("query", "key", "value"))
+    weights = jax.nn.softmax(jnp.einsum("bqhd,bkhd->bhqk", q, k) / (features // heads) ** 0.5)
+    attended = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(x.shape)
+    x = x + attended @ params["out"]
+    (w1, b1), (w2, b2) = params["mlp"]
+    x = x + act(_layer_norm(x, *params["norm2"]) @ w1 + b1) @ w2 + b2
+    return jnp.mean(x**2)
+
+
+def transformer_params(key: jax.Array, features: int, hidden: int, dtype=jnp.float32) -> dict:
+    keys = jax.random.split(key, 6)
+    init = jax.nn.initializers.lecun_normal()
+    square = {
+        name: init(k, (features, features), dtype)
+        for name, k in zip(("query", "key", "value", "out"), keys[:4], strict=True)
+    }
+    norm = (jnp.ones(features, dtype), jnp.zeros(features, dtype))
+    mlp = [
+        (lj.he_normal(0.01)(keys[4], (features, hidden), dtype), jnp.zeros(hidden, dtype)),
+        (init(keys[5], (hidden, features), dtype), jnp.zeros(features, dtype)),
+    ]
+    return {**square, "norm1": norm, "norm2": norm, "mlp": mlp}
 
 
 def _mlp(layers: int, width: int, batch: int, rounds: int, repeats: int) -> dict[str, dict]:
@@ -236,7 +343,97 @@ def _transforms(layers: int, width: int, batch: int, rounds: int) -> dict[str, d
             "same_program": same_program,
         },
         "tracker_step_s": train_s,
+        "eager_call_s": _eager_transforms(params, x, rounds),
     }
+
+
+def _eager_transforms(params: list, x: jax.Array, rounds: int) -> dict[str, float]:
+    """Eager calls (no outer jit): leakify of a jitted model against jax.jit of the
+    hand-written twin; leakify of a plain function, which traces it at every call as
+    jax.grad does, against jax.grad's own eager call and the eager model."""
+    relu_loss = lambda p, x: mlp_loss(jax.nn.relu, p, x)  # noqa: E731
+    leaky_jit = lj.leakify(jax.jit(relu_loss))
+    twin_jit = jax.jit(lambda p, x: mlp_loss(lj.leaky_relu, p, x))
+    leaky_eager = lj.leakify(relu_loss)
+    grad_eager = jax.grad(relu_loss)
+    candidates = {
+        "leakify(jax.jit(f))": lambda: leaky_jit(params, x),
+        "jax.jit(twin)": lambda: twin_jit(params, x),
+        "leakify(f)": lambda: leaky_eager(params, x),
+        "jax.grad(f)": lambda: grad_eager(params, x),
+        "f": lambda: relu_loss(params, x),
+    }
+    return _interleaved(candidates, rounds, 3)
+
+
+# The models of the memory measurement, by kind: fixed shapes (compile-only, so cheap).
+MEMORY_MODELS: dict[str, str] = {
+    "MLP": "MLP, 3 hidden layers of 256, batch 512",
+    "CNN + BatchNorm": "ResNet block with BatchNorm (training mode), 32 channels, 16x16 images, "
+    "batch 16",
+    "CNN, no BatchNorm": "the same CNN with a bias instead of BatchNorm",
+    "transformer block": "pre-LayerNorm, 4 heads, 64 tokens of 128 features, MLP 512, batch 8",
+}
+
+
+def memory_models() -> dict[str, tuple[Callable, tuple]]:
+    """The models of the memory measurement: {kind: (loss(act, params, x), (params, x))}."""
+    key, data = jax.random.key(0), jax.random.key(1)
+    images = jax.random.normal(data, (16, 16, 16, 3))
+    return {
+        "MLP": (mlp_loss, (mlp_params(key, 3, 256), jax.random.normal(data, (512, 256)))),
+        "CNN + BatchNorm": (cnn_loss, (cnn_params(key, 3, 32), images)),
+        "CNN, no BatchNorm": (
+            functools.partial(cnn_loss, batchnorm=False),
+            (cnn_params(key, 3, 32), images),
+        ),
+        "transformer block": (
+            transformer_loss,
+            (transformer_params(key, 128, 512), jax.random.normal(data, (8, 64, 128))),
+        ),
+    }
+
+
+def _memory_of(loss: Callable, params: Any, x: jax.Array) -> dict:
+    """Compiled temporary bytes of jit(grad(loss)) and the arrays reverse mode saves, for each
+    activation in ``loss(act, params, x)``, and for leakify of the relu model."""
+
+    def with_act(act: Callable) -> Callable:
+        return lambda params, inputs: loss(act, params, inputs)
+
+    losses = {
+        "leakyjax": with_act(lj.leaky_relu),
+        "jax.nn": with_act(jax.nn.leaky_relu),
+        "leakify": lj.leakify(with_act(jax.nn.relu), 0.0),
+        "relu": with_act(jax.nn.relu),
+    }
+    saved = {k: _residuals(lambda p, f=f: f(p, x), params) for k, f in losses.items()}
+    return {
+        "temp_bytes": {k: compiled_temp_bytes(jax.grad(f), params, x) for k, f in losses.items()},
+        "residuals": {k: len(leaves) for k, leaves in saved.items()},
+        "residual_bytes": {k: sum(map(_nbytes, leaves)) for k, leaves in saved.items()},
+    }
+
+
+def memory() -> dict[str, dict]:
+    """The backward pass's memory by model kind (the models of ``memory_models``): per kind,
+    ``model`` (a description), and per candidate (``leakyjax``, ``jax.nn``, ``leakify``,
+    ``relu``) ``temp_bytes`` (compiled temporary bytes of ``jit(grad(loss))``), ``residuals``
+    and ``residual_bytes`` (the arrays reverse mode saves). Compiled once per process."""
+    return copy.deepcopy(_memory_once())
+
+
+@functools.cache
+def _memory_once() -> dict[str, dict]:
+    # Fixed models, compiled not run: the same figures on every call in a process.
+    return {
+        kind: {"model": MEMORY_MODELS[kind], **_memory_of(loss, params, x)}
+        for kind, (loss, (params, x)) in memory_models().items()
+    }
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return None if numerator is None or not denominator else numerator / denominator
 
 
 def run(
@@ -247,20 +444,22 @@ def run(
     rounds: int = 15,
     quiet: bool = False,
 ) -> dict:
-    """Runs all five measurements and returns their results (ratios included)."""
+    """Runs all six measurements and returns their results (ratios included)."""
     result: dict = {"backend": jax.default_backend(), "devices": len(jax.devices()), "size": size}
     big = max(1, min(10, (1 << 26) // max(size, 1)))
-    _log(quiet, f"[1/5] forward, {size:,} float32 elements ...")
+    _log(quiet, f"[1/6] forward, {size:,} float32 elements ...")
     result["forward_fresh_gbs"] = _forward(size, rounds, big, donate=False)
     result["forward_donated_gbs"] = _forward(size, rounds, big, donate=True)
-    _log(quiet, "[2/5] forward + backward ...")
+    _log(quiet, "[2/6] forward + backward ...")
     result["forward_backward_gbs"] = _forward_backward(size, rounds, big)
-    _log(quiet, f"[3/5] MLP step, {layers} layers of {width}, batch {batch} ...")
+    _log(quiet, f"[3/6] MLP step, {layers} layers of {width}, batch {batch} ...")
     result["mlp"] = _mlp(layers, width, batch, rounds, 3)
-    _log(quiet, "[4/5] eager call latency ...")
+    _log(quiet, "[4/6] eager call latency ...")
     result["eager_s"] = _eager(rounds, 200)
-    _log(quiet, f"[5/5] leakify and track_dead_units, MLP {layers} x {width}, batch {batch} ...")
+    _log(quiet, f"[5/6] leakify and track_dead_units, MLP {layers} x {width}, batch {batch} ...")
     result["transforms"] = _transforms(layers, width, batch, rounds)
+    _log(quiet, "[6/6] backward-pass memory by model kind (compiled, not run) ...")
+    result["memory"] = memory()
     fw, fwd, fb = (
         result["forward_fresh_gbs"],
         result["forward_donated_gbs"],
@@ -289,6 +488,17 @@ def run(
         / leaky["first_call_s"]["hand-written"],
         "training step with tracker vs without": tracked["with tracker.update"] / tracked["plain"],
     }
+    for kind, m in result["memory"].items():
+        temp = m["temp_bytes"]
+        for key, value in [
+            (f"{kind}: backward temp bytes vs jax.nn", _ratio(temp["leakyjax"], temp["jax.nn"])),
+            (
+                f"{kind}: backward temp bytes, leakify(f, 0.0) vs f",
+                _ratio(temp["leakify"], temp["relu"]),
+            ),
+        ]:
+            if value is not None:
+                result["ratios"][key] = value
     return result
 
 
@@ -337,12 +547,46 @@ def format_table(result: dict) -> str:
             f"{leaky[key]['hand-written'] * 1e3:.2f} |"
         )
     lines.append(f"| same StableHLO | {'yes' if leaky['same_program'] else 'NO'} | |")
+    eager = result["transforms"]["eager_call_s"]
+    lines += [
+        "",
+        "| eager call of the MLP loss, ms | leakify(jax.jit(f)) | jax.jit(twin) | leakify(f) | "
+        "jax.grad(f) | f |",
+        "|---|---|---|---|---|---|",
+        "| ms per call (lower is better) | "
+        + " | ".join(
+            f"{eager[k] * 1e3:.2f}"
+            for k in ("leakify(jax.jit(f))", "jax.jit(twin)", "leakify(f)", "jax.grad(f)", "f")
+        )
+        + " |",
+    ]
     lines += [
         "",
         "| MLP training step (relu) | with tracker.update | plain |",
         "|---|---|---|",
         f"| step ms | {tracked['with tracker.update'] * 1e3:.2f} | {tracked['plain'] * 1e3:.2f} |",
     ]
+    lines += [
+        "",
+        "| jit(grad(loss)): compiled temp MB (saved arrays) | leakyjax | jax.nn.leaky_relu | "
+        "ratio | leakify(f, 0.0) | f with jax.nn.relu | ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind, m in result["memory"].items():
+        temp, saved = m["temp_bytes"], m["residuals"]
+
+        def cell(k: str, temp: dict = temp, saved: dict = saved) -> str:
+            mb = "n/a" if temp[k] is None else f"{temp[k] / 1e6:.2f}"
+            return f"{mb} ({saved[k]})"
+
+        def ratio(a: str, b: str, temp: dict = temp) -> str:
+            value = _ratio(temp[a], temp[b])
+            return "n/a" if value is None else f"{value:.3f}"
+
+        lines.append(
+            f"| {kind} | {cell('leakyjax')} | {cell('jax.nn')} | {ratio('leakyjax', 'jax.nn')} | "
+            f"{cell('leakify')} | {cell('relu')} | {ratio('leakify', 'relu')} |"
+        )
     lines += ["", "| ratio | value |", "|---|---|"]
     lines += [f"| {k} | {v:.3f} |" for k, v in result["ratios"].items()]
     return "\n".join(lines)

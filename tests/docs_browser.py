@@ -1,8 +1,10 @@
 """A small headless-Chromium client over the Chrome DevTools protocol, for tests/test_docs.py.
 
-It opens a page, records every URL the page requests, waits for MathJax to finish, and reads
-what a reader sees (text, math elements, images). Only Debian's ``chromium`` and the
-``websocket-client`` package are needed: no browser download.
+It opens a page at a given window width, records every URL the page requests, waits for MathJax
+to finish, and reads what a reader sees: the text, the math elements, each image's natural and
+displayed width, the code blocks and table cells that are cut off at the right (wider than what
+the page shows of them without scrolling), and how far the page itself scrolls sideways. Only
+Debian's ``chromium`` and the ``websocket-client`` package are needed: no browser download.
 """
 
 from __future__ import annotations
@@ -25,11 +27,16 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--hide-scrollbars",
-    "--window-size=1280,1000",
+    "--window-size=1280,1000",  # each tab sets its own width (Chromium.open)
     "--remote-debugging-port=0",
 ]
 
-# What the page shows, read after MathJax has typeset it.
+HEIGHT = 1000  # the window's height, in CSS pixels
+
+# What the page shows, read after MathJax has typeset it. An element is clipped when its content
+# is wider than its box, or its box reaches past the right edge of an ancestor that hides or
+# scrolls what overflows it (or of the window): the reader does not see all of it without
+# scrolling. Only what is displayed, in the page's main text, is looked at.
 READ_PAGE = """(async () => {
   for (let i = 0; i < 200 && !(CONDITION); i++) {
     await new Promise(resolve => setTimeout(resolve, 100));
@@ -39,10 +46,33 @@ READ_PAGE = """(async () => {
   }
   const images = await Promise.all([...document.images].map(img => img.decode().then(
     () => img, () => img)));
+  const shown = el => el.getClientRects().length > 0;
+  const cutOff = el => {
+    let right = el.getBoundingClientRect().right, over = el.scrollWidth - el.clientWidth;
+    let edge = document.documentElement.clientWidth;
+    for (let a = el.parentElement; a; a = a.parentElement) {
+      if (getComputedStyle(a).overflowX !== "visible") {
+        edge = Math.min(edge, a.getBoundingClientRect().left + a.clientLeft + a.clientWidth);
+      }
+    }
+    return Math.max(over, right - edge);
+  };
+  const main = document.querySelector("article") || document.body;
+  const clipped = [...main.querySelectorAll("pre, td, th")].filter(shown).map(el => ({
+    tag: el.tagName.toLowerCase(),
+    by: Math.round(cutOff(el)),
+    text: el.innerText.split("\\n").sort((a, b) => b.length - a.length)[0].slice(0, 100),
+  })).filter(c => c.by > 1);
   return JSON.stringify({
     text: document.body.innerText,
     math: document.querySelectorAll("mjx-container").length,
-    images: images.map(img => ({src: img.currentSrc, width: img.naturalWidth})),
+    images: images.map(img => ({
+      src: img.currentSrc,
+      width: img.naturalWidth,
+      displayed: img.getBoundingClientRect().width,
+    })),
+    clipped: clipped,
+    overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
   });
 })()"""
 
@@ -113,17 +143,32 @@ class Chromium:
                 events.append(reply)
 
     def open(
-        self, url: str, screenshot: pathlib.Path | None = None, wait_for: str = "true"
+        self,
+        url: str,
+        screenshot: pathlib.Path | None = None,
+        wait_for: str = "true",
+        width: int = 1280,
+        full_page: bool = False,
     ) -> dict:
-        """Loads url in a new tab; returns what the page requested and shows.
+        """Loads url in a new tab ``width`` CSS pixels wide; returns what it requested and shows.
 
         ``wait_for`` is a JavaScript condition to wait for (up to 20 s) after the load event.
+        The screenshot shows the window (1000 pixels high), or the whole page with ``full_page``.
         """
         events: list[dict] = []
         target = self.send("Target.createTarget", url="about:blank")["targetId"]
         session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         for domain in ("Network", "Page", "Runtime", "Log"):
             self.send(f"{domain}.enable", session, events)
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            session,
+            events,
+            width=width,
+            height=HEIGHT,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
         self.send("Page.navigate", session, events, url=url)
         deadline = time.monotonic() + self.timeout
         while not any(e["method"] == "Page.loadEventFired" for e in events):
@@ -144,7 +189,12 @@ class Chromium:
             raise RuntimeError(f"{url}: {result['exceptionDetails']}")
         page = json.loads(result["result"]["value"])
         if screenshot is not None:
-            png = self.send("Page.captureScreenshot", session, events, format="png")["data"]
+            options: dict = {"format": "png"}
+            if full_page:
+                size = self.send("Page.getLayoutMetrics", session, events)["cssContentSize"]
+                clip = {"x": 0, "y": 0, "width": width, "height": size["height"], "scale": 1}
+                options.update(clip=clip, captureBeyondViewport=True)
+            png = self.send("Page.captureScreenshot", session, events, **options)["data"]
             screenshot.write_bytes(base64.b64decode(png))
         self.send("Target.closeTarget", targetId=target)
         page["requests"] = [

@@ -1,12 +1,17 @@
-"""The benchmark's command line (its measurements are tested in test_performance.py)."""
+"""The benchmark's command line and tables (its measurements are tested in test_performance.py)."""
 
+import json
 import pathlib
 import sys
 
 import pytest
 from background import Command, tree_first_on_path
 
+from leakyjax import benchmark
+
 ROOT = pathlib.Path(__file__).parent.parent
+TINY = ["--size", "1024", "--layers", "2", "--width", "16", "--batch", "8", "--rounds", "2"]
+MODEL_KINDS = ("MLP", "CNN + BatchNorm", "CNN, no BatchNorm", "transformer block")
 
 
 def _help(flags: tuple[str, ...]) -> Command:
@@ -22,10 +27,46 @@ def test_help_runs(flags, background_run):
 
 
 def test_transforms_measurement_runs_tiny(tiny_benchmark):
-    from leakyjax import benchmark
-
     # jit(grad(leakify(f))) lowers to the hand-written model's program: same compile, same step.
     assert tiny_benchmark["transforms"]["leakify"]["same_program"]
     table = benchmark.format_table(tiny_benchmark)
     for row in ("leakify step time vs hand-written", "training step with tracker vs without"):
         assert row in table
+    eager = tiny_benchmark["transforms"]["eager_call_s"]
+    assert set(eager) == {"leakify(jax.jit(f))", "jax.jit(twin)", "leakify(f)", "jax.grad(f)", "f"}
+    assert all(t > 0 for t in eager.values())
+    assert "| ms per call (lower is better) |" in table
+
+
+def test_memory_rows_by_model_kind(tiny_benchmark):
+    tiny = tiny_benchmark
+    memory = tiny["memory"]
+    assert tuple(memory) == MODEL_KINDS
+    table = benchmark.format_table(tiny).splitlines()
+    for kind in MODEL_KINDS:
+        row = memory[kind]
+        for field in ("temp_bytes", "residuals", "residual_bytes"):
+            assert set(row[field]) == {"leakyjax", "jax.nn", "leakify", "relu"}, (kind, field)
+            assert all(isinstance(v, int) and v > 0 for v in row[field].values()), (kind, row)
+        for ratio in ("backward temp bytes vs jax.nn", "backward temp bytes, leakify(f, 0.0) vs f"):
+            assert tiny["ratios"][f"{kind}: {ratio}"] > 0
+            assert any(line.startswith(f"| {kind}: {ratio} | ") for line in table), (kind, ratio)
+        assert any(line.startswith(f"| {kind} | ") for line in table), kind
+    # Where the activation feeds a matmul, which keeps y anyway, the backward pass is leaner:
+    # the MLP, and the transformer block's MLP on (batch, tokens, features).
+    for kind in ("MLP", "transformer block"):
+        assert tiny["ratios"][f"{kind}: backward temp bytes vs jax.nn"] < 1, kind
+        assert tiny["ratios"][f"{kind}: backward temp bytes, leakify(f, 0.0) vs f"] < 1, kind
+    # Where it feeds a convolution after BatchNorm it is not: docs/memory.md says so and why.
+    # If this fails, XLA changed, and so must the docs.
+    assert tiny["ratios"]["CNN + BatchNorm: backward temp bytes vs jax.nn"] > 1
+    # No boolean mask is saved by leakyjax; reverse mode saves fewer arrays than with jax.nn.
+    assert memory["MLP"]["residuals"]["leakyjax"] < memory["MLP"]["residuals"]["jax.nn"]
+
+
+def test_json_has_the_memory_rows(capsys):
+    benchmark.main([*TINY, "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert tuple(result["memory"]) == MODEL_KINDS
+    assert result["memory"]["CNN + BatchNorm"]["temp_bytes"]["leakyjax"] > 0
+    assert "transformer block: backward temp bytes vs jax.nn" in result["ratios"]

@@ -4,10 +4,18 @@
   framework a page imports is skipped where it is not installed). A block shown but not run uses
   the ``{code-block} python`` directive instead. A block preceded by the MyST comment line
   ``% test: xfail(REASON)`` is expected to fail (strictly: it fails the suite once it passes).
+- Code lines on the pages and in the notebooks (code and printed output) are at most 88
+  characters; each guide's Transforms part opens with the dying-ReLU recipe; the figures and
+  claims of the README and the pages that a run can check are checked: the comparison table's
+  bad-argument row against ``jax.nn.leaky_relu``, the saved-residual bytes against the
+  benchmark's MLP, the property-test case count, what the bad-input summary says of NaN and
+  infinities.
 - The site builds with ``sphinx -W`` (no warnings), every internal link and anchor resolves, and
   headless Chromium shows the landing page, the API page, a notebook and the search page with
-  nothing loaded from outside the site, math typeset by MathJax and images displayed. The
-  screenshot of the landing page goes to $LEAKYJAX_DOCS_ARTIFACTS (or the test's tmp dir).
+  nothing loaded from outside the site, math typeset by MathJax and images displayed. At 1400
+  px no code block or table cell of any page is cut off and every figure shows at close to its
+  natural width; at 400 px no page scrolls sideways. Screenshots (the landing page; a few pages
+  at both widths) go to $LEAKYJAX_DOCS_ARTIFACTS (or the test's tmp dir).
 """
 
 from __future__ import annotations
@@ -109,6 +117,9 @@ def test_every_guide_has_code():
     assert all(page_blocks(p) for p in guides)
 
 
+RECIPE = "### Recipe: fix dying ReLUs in a model you already have"
+
+
 def test_every_guide_has_a_transforms_section_with_code():
     for guide in sorted(DOCS.glob("guides/*.md")):
         text = guide.read_text()
@@ -116,6 +127,203 @@ def test_every_guide_has_a_transforms_section_with_code():
         section = text.split("\n## Transforms\n", 1)[1].split("\n## ", 1)[0]
         assert "lj.leakify(" in section and "lj.track_dead_units(" in section, guide.name
         assert BLOCK.search(section), guide.name
+        # It opens with the recipe: the tracker in a training loop, then training through
+        # leakify, in code that runs (test_code_blocks_run).
+        assert section.lstrip().startswith(RECIPE + "\n"), guide.name
+        recipe = section.split(RECIPE, 1)[1].split("\n### ", 1)[0]
+        code = "".join(m["code"] for m in BLOCK.finditer(recipe))
+        for piece in ("for _ in range(steps):", "tracker.update(", "has_aux=True", "lj.leakify("):
+            assert piece in code, (guide.name, piece)
+
+
+def test_transforms_is_a_guide():
+    """The toc lists the transforms page with the guides, not in the reference."""
+    index = (DOCS / "index.md").read_text()
+    trees = dict(
+        re.findall(r"```\{toctree\}\n(?::[^\n]*\n)*?:caption: (\w+)\n(.*?)```", index, re.S)
+    )
+    assert "transforms" in trees["Guides"].split()
+    assert "transforms" not in trees["Reference"].split()
+
+
+WIDTH = 88  # characters of code the text column shows at 1400 px (test_pages_fit_the_column)
+FENCE = re.compile(r"^```(?:python|bash|text|\{code-block\} \w+)\n(.*?)^```", re.S | re.M)
+
+
+def test_code_lines_fit_the_column():
+    """Code on the site, and what the notebooks print, is at most 88 characters a line."""
+    import json
+
+    long = []
+    for page in sorted(DOCS.glob("**/*.md")):
+        for block in FENCE.findall(page.read_text()):
+            long += [(page.name, line) for line in block.splitlines() if len(line) > WIDTH]
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for cell in json.loads(notebook.read_text())["cells"]:
+            texts = ["".join(cell["source"])] if cell["cell_type"] == "code" else []
+            for output in cell.get("outputs", []):
+                texts.append("".join(output.get("text", "")))
+                texts.append("".join(output.get("data", {}).get("text/plain", "")))
+            for text in texts:
+                long += [(notebook.name, ln) for ln in text.splitlines() if len(ln) > WIDTH]
+    assert not long, "\n".join(f"{name}: {len(line)}: {line}" for name, line in long)
+
+
+# --- Figures and claims in the README and on the pages, checked by a run -----------------------
+
+README = ROOT / "README.md"
+
+
+def _table_row(text: str, first_cell: str) -> list[str]:
+    (row,) = [r for r in text.splitlines() if r.startswith(f"| {first_cell} |")]
+    return [cell.strip() for cell in row.strip("|").split(" | ")]
+
+
+def test_bad_argument_row_is_what_jax_nn_does():
+    """The comparison table's "bad arguments" row (the README's, and the zero-convention
+    page's), against jax.nn.leaky_relu and lj.leaky_relu called with those slopes."""
+    import jax
+    import jax.numpy as jnp
+
+    import leakyjax as lj
+
+    x = jnp.array([[-1.0, 0.0, 2.0]])
+    raises = {"a `str` slope": ("0.1", TypeError), "not broadcasting": (jnp.ones(2), ValueError)}
+    silent = {  # the output jax.nn gives, where leakyjax raises
+        "NaN": (float("nan"), lambda y: bool(jnp.isnan(y[0, 0]))),
+        "infinite": (float("inf"), lambda y: float(y[0, 0]) == -float("inf")),
+        "boolean": (True, lambda y: bool((y == x).all())),
+        "complex": (0.1j, lambda y: jnp.iscomplexobj(y)),
+    }
+    for page in (README, DOCS / "zero_convention.md"):
+        _, jax_nn, leakyjax = _table_row(page.read_text(), "bad arguments")
+        assert jax_nn == (
+            "a `str` slope or one that does not broadcast raises at once, with JAX's own "
+            "message; a NaN, infinite, boolean or complex slope is used as given, silently"
+        ), page.name
+        assert leakyjax.startswith("`TypeError`/`ValueError` naming the argument"), page.name
+    for f in (jax.nn.leaky_relu, jax.jit(jax.nn.leaky_relu)):
+        for slope, error in raises.values():
+            with pytest.raises(error) as info:
+                f(x, slope)
+            assert not str(info.value).startswith("leaky_relu:")  # not leakyjax's message
+        for slope, gives in silent.values():
+            assert gives(f(x, slope))
+    for slope, _ in [*raises.values(), *silent.values()]:
+        with pytest.raises((TypeError, ValueError), match="`negative_slope`"):
+            lj.leaky_relu(x, slope)
+
+
+def test_residual_bytes_are_the_benchmarks():
+    """The README's saved-residual figures: what leakyjax.benchmark measures on its MLP."""
+    import jax
+
+    from leakyjax import benchmark
+
+    readme = README.read_text()
+    layers, batch, width, saved = 4, 512, 1024, 4 * 512 * 1024
+    assert f"{layers} x {batch} x {width} bytes = {saved:,} bytes (2 MiB)" in readme
+    assert saved == 2 * 2**20
+    params = benchmark.mlp_params(jax.random.key(0), layers, width)
+    x = jax.random.normal(jax.random.key(1), (batch, width))
+    kept = {
+        name: benchmark.residual_bytes(lambda p, a=act: benchmark.mlp_loss(a, p, x), params)
+        for name, act in (("leakyjax", benchmark.lj.leaky_relu), ("jax.nn", jax.nn.leaky_relu))
+    }
+    assert kept["jax.nn"][0] - kept["leakyjax"][0] == kept["jax.nn"][1] == saved
+    assert kept["leakyjax"][1] == 0  # no boolean mask at all
+    ratio = f"{kept['leakyjax'][0] / kept['jax.nn'][0]:.3f}"
+    assert _table_row(readme, "MLP saved residual bytes vs jax.nn")[1] == ratio
+    assert f"measures the same on an MLP: {ratio} times" in (DOCS / "memory.md").read_text()
+
+
+def test_benchmark_section_opens_with_its_tables_verdict():
+    """The benchmark section (the benchmark page) opens with a verdict whose figures are its
+    tables', and each table's ratio column says whether higher or lower is better."""
+    readme = README.read_text()
+    section = readme.split("## Benchmark\n", 1)[1].split("\n## ", 1)[0]
+    verdict = section.strip().split("\n\n")[0]
+    assert verdict.startswith("**In short.**")
+
+    def ratio(row: str) -> float:
+        return float(_table_row(section, row)[1])
+
+    # "at the speed of jax.nn.leaky_relu, within noise"
+    speed_rows = [
+        "forward throughput vs jax.nn (fresh outputs)",
+        "forward throughput vs jax.nn (donated buffers)",
+        "forward+backward throughput vs jax.nn",
+        "MLP step time (4 x 1024, batch 512) vs jax.nn",
+    ]
+    assert "at the speed of `jax.nn.leaky_relu`, within noise" in verdict
+    assert all(0.95 <= ratio(row) <= 1.05 for row in speed_rows)
+    eager = re.search(r"(\d+)% slower than", verdict)
+    assert eager and int(eager[1]) == round(
+        100 * (ratio("eager call latency (64 elements) vs jax.nn") - 1)
+    )
+    saved = f"{ratio('MLP saved residual bytes vs jax.nn'):.3f} times what"
+    assert saved in " ".join(verdict.split())
+    headers = [line for line in section.splitlines() if line.startswith("| ") and "ratio" in line]
+    assert len(headers) == 2
+    assert all(h.split(" | ")[0].endswith(("higher is better", "lower is better")) for h in headers)
+
+
+def test_dead_units_figures_are_the_notebooks():
+    """The README's figures from notebooks/dead_units.ipynb are those of its committed run
+    (whose claims test_notebooks.py checks by running it again)."""
+    import json
+
+    results = json.loads((ROOT / "notebooks/figures/dead_units_results.json").read_text())
+
+    def spread(accuracies: list[float]) -> str:
+        low, high = (f"{a:.3f}".rstrip("0") for a in (min(accuracies), max(accuracies)))
+        return low if low == high else f"{low}-{high}"
+
+    def two_places(accuracies: list[float]) -> str:
+        return spread([round(a, 2) for a in accuracies])
+
+    baseline = (
+        results["baseline"]["relu"]["test_acc"] + results["baseline"]["leakified"]["test_acc"]
+    )
+    text = " ".join(README.read_text().split())
+    assert f"(test accuracy {spread(baseline)} either way)" in text
+    relu, leaky = (results["shock"][m]["test_acc"] for m in ("relu", "leakified"))
+    assert (
+        f"the ReLU model stays at {two_places(relu)} while the leakified one recovers to "
+        f"{two_places(leaky)}"
+    ) in text
+
+
+def test_property_case_count_is_the_tests():
+    """The number of generated cases the README and the zero-convention page give is the sum
+    of the examples the property tests ask for (conftest.py prints the count they ran)."""
+    declared = re.findall(
+        r"^@s\.examples\((\d+)\)", (ROOT / "tests/test_properties.py").read_text(), re.M
+    )
+    total = f"{sum(map(int, declared)):,}"
+    readme = README.read_text()
+    assert f"{total} property-test cases" in readme
+    for text in (readme, (DOCS / "zero_convention.md").read_text()):
+        assert re.search(rf"run {total}\s+generated\s+cases", text)
+
+
+def test_bad_input_summary_on_nan_and_infinities():
+    """What the bad-input page's summary says NaN and infinities in x give."""
+    import jax
+    import jax.numpy as jnp
+
+    import leakyjax as lj
+
+    summary = (DOCS / "errors.md").read_text().split("**In short.**", 1)[1].split("\n\n")[0]
+    assert "raises at once" in summary and "names the function and the argument" in summary
+    assert "`jax.experimental.checkify`" in summary
+    assert "NaN gives NaN, with derivative `grad_at_zero`" in summary
+    x = jnp.array([jnp.nan, jnp.inf, -jnp.inf])
+    for slope, at_minus_inf in ((0.1, -jnp.inf), (-0.5, jnp.inf), (0.0, 0.0)):
+        f = lambda x, a=slope: lj.leaky_relu(x, a, grad_at_zero=0.5)  # noqa: E731
+        y, d_dx = f(x), jax.vmap(jax.grad(f))(x)
+        assert jnp.isnan(y[0]) and y[1] == jnp.inf and y[2] == at_minus_inf
+        assert d_dx.tolist() == [0.5, 1.0, float(jnp.float32(slope))]
 
 
 def test_transforms_cost_figures_are_the_readmes():
@@ -290,6 +498,49 @@ def test_page_in_browser(site, browser, path, min_math, min_images, tmp_path):
         print(f"screenshot of the landing page: {screenshot}")
 
 
+DESKTOP, PHONE = 1400, 400  # window widths, in CSS pixels
+# A figure shown narrower than its natural width shrinks its text in proportion: at most this.
+MAX_SHRINK = 1.25
+# Full-page screenshots at both widths, to $LEAKYJAX_DOCS_ARTIFACTS (or the test's tmp dir), to
+# look at: a page of each kind.
+SCREENSHOTS = ["index.html", "errors.html", "guides/flax_nnx.html", "notebooks/dead_units.html"]
+
+
+@pytest.mark.slow
+def test_pages_fit_the_column(site, browser, tmp_path):
+    """Every page at 1400 px: no code block, output or table cell is cut off at the right (all
+    of it shows without scrolling), and each figure is shown at close to its natural size.
+    At 400 px, the page itself does not scroll sideways (code blocks and tables may)."""
+    artifacts = pathlib.Path(os.environ.get("LEAKYJAX_DOCS_ARTIFACTS", tmp_path))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    problems, checked = [], 0
+    for page_path in sorted(site.rglob("*.html")):
+        path = page_path.relative_to(site).as_posix()
+        for width in (DESKTOP, PHONE):
+            shot = None
+            if path in SCREENSHOTS:
+                shot = artifacts / f"docs-{path.replace('/', '-')[:-5]}-{width}px.png"
+            page = browser.open(page_path.as_uri(), screenshot=shot, width=width, full_page=True)
+            if width == PHONE:
+                if page["overflow"] > 1:
+                    problems.append(f"{path} at {width} px scrolls sideways by {page['overflow']}")
+                continue
+            checked += 1
+            problems += [
+                f"{path}: <{cut['tag']}> cut off by {cut['by']} px: {cut['text']!r}"
+                for cut in page["clipped"]
+            ]
+            for image in page["images"]:
+                if image["displayed"] and image["width"] / image["displayed"] > MAX_SHRINK:
+                    problems.append(
+                        f"{path}: {image['src'].rsplit('/', 1)[-1]} shown at "
+                        f"{image['displayed']:.0f} px of its {image['width']}"
+                    )
+    assert checked >= 20
+    assert not problems, "\n".join(problems)
+    print(f"screenshots in {artifacts}")
+
+
 @pytest.mark.slow
 def test_search_page_in_browser(site, browser):
     url = (site / "search.html").as_uri() + "?q=grad_at_zero"
@@ -300,3 +551,24 @@ def test_search_page_in_browser(site, browser):
     assert found and int(found[1]) >= 3, page["text"][-500:]
     results = page["text"][found.end() :]
     assert "API reference" in results and "The zero convention and exactness" in results
+
+
+def test_backward_temp_bytes_are_the_benchmarks():
+    """The README's compiled temporary-bytes ratios (Memory and Benchmark) are what
+    leakyjax.benchmark.memory() measures, to the digits printed."""
+    from leakyjax import benchmark
+
+    readme = README.read_text()
+    measured = benchmark.memory()
+    rows = {
+        "MLP": ("MLP (3 x 256, batch 512)", "MLP"),
+        "transformer block": ("transformer block (64 tokens, MLP 512)", "transformer block"),
+        "CNN, no BatchNorm": ("CNN without BatchNorm (small ResNet)", "CNN without BatchNorm"),
+        "CNN + BatchNorm": ("CNN with BatchNorm (training mode)", "CNN + BatchNorm"),
+    }
+    for kind, (memory_row, benchmark_row) in rows.items():
+        temp = measured[kind]["temp_bytes"]
+        leaky = f"{temp['leakyjax'] / temp['jax.nn']:.3f}"
+        rewritten = f"{temp['leakify'] / temp['relu']:.3f}"
+        assert _table_row(readme, memory_row)[1:3] == [leaky, rewritten], kind
+        assert _table_row(readme, f"backward temp bytes vs jax.nn: {benchmark_row}")[1] == leaky

@@ -44,6 +44,10 @@ SAME_CHECK = {
     ("he_uniform", "dtype"): "he_normal",
     ("track_dead_units", "patterns"): "leakify",
     ("track_dead_units", "sites"): "leakify",
+    ("unit_wiring", "patterns"): "leakify",
+    ("unit_wiring", "sites"): "leakify",
+    ("revive", "sites"): "leakify",
+    ("revive", "argnums"): "unit_wiring",
 }
 
 

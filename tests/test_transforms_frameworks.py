@@ -438,6 +438,15 @@ def test_haiku_transform_with_state():
 # --- The tracker with each framework ------------------------------------------------------------
 
 
+def assert_same_tracking(a, b):
+    """The same active units and counts; the |activation| sums up to the order in which
+    batches were added (float32)."""
+    assert list(a) == list(b)
+    for name in a:
+        assert_equal(a[name][:2], b[name][:2])
+        np.testing.assert_allclose(a[name].magnitude, b[name].magnitude, rtol=1e-6)
+
+
 def test_tracker_equinox_mlp_batches_merge_and_training_step():
     eqx = pytest.importorskip("equinox")
     model = eqx_mlp(jax.nn.relu)
@@ -457,9 +466,9 @@ def test_tracker_equinox_mlp_batches_merge_and_training_step():
             for b in part:
                 s = update(s, model, b)[1]
             halves.append(s)
-        assert_equal(tracker.merge(*halves), state)
+        assert_same_tracking(tracker.merge(*halves), state)
         _, whole = update(tracker.init(model, batches[0]), model, jnp.concatenate(batches))
-        assert_equal(whole, state)
+        assert_same_tracking(whole, state)
 
     def preacts(x):  # by hand: the MLP's hidden layers
         h0 = jax.vmap(model.layers[0])(x)
@@ -536,13 +545,15 @@ def test_tracker_nnx_haiku_and_leakified_models():
     for apply in (hk_model.apply, lj.leakify(hk_model.apply, SLOPE), hk_twin.apply):
         tr = lj.track_dead_units(apply)
         with no_warnings():
-            s = tr.update(tr.init(params, None, X), params, None, X)[1]
+            s = jax.jit(tr.update)(tr.init(params, None, X), params, None, X)[1]
         states.append(s)
     assert list(states[0]) == ["mlp/~/linear_0", "mlp/~/linear_1"]
     assert_equal(states[1], states[2])
     w, b = params["mlp/~/linear_0"]["w"], params["mlp/~/linear_0"]["b"]
     np.testing.assert_array_equal(tr.result(states[0])["mlp/~/linear_0"].dead, hand_dead(X @ w + b))
-    assert_equal(states[0]["mlp/~/linear_0"], states[2]["mlp/~/linear_0"])
+    # The ReLU model's activations differ from the leaky one's (so do their |activation|
+    # sums); which units are active does not.
+    assert_equal(states[0]["mlp/~/linear_0"][:2], states[2]["mlp/~/linear_0"][:2])
 
 
 # --- Warnings -------------------------------------------------------------------------------------

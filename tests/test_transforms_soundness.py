@@ -470,15 +470,15 @@ def test_tracker_checks_state_at_update_and_merge():
     tracker = lj.track_dead_units(mlp)
     state = tracker.init(PARAMS, X)
     name = next(iter(state))
-    narrow = {**state, name: lj.SiteState(jnp.zeros(1, bool), state[name].examples)}
+    narrow = {**state, name: state[name]._replace(active=jnp.zeros(1, bool))}
     with pytest.raises(ValueError, match=r"active must have shape \(8,\)"):
         tracker.update(narrow, PARAMS, X)
     with pytest.raises(ValueError, match=r"`b`.*active must have shape \(8,\)"):
         tracker.merge(state, narrow)
-    floats = {**state, name: lj.SiteState(jnp.zeros(8), state[name].examples)}
+    floats = {**state, name: state[name]._replace(active=jnp.zeros(8))}
     with pytest.raises(ValueError, match="dtype bool"):
         tracker.update(floats, PARAMS, X)
-    ints = {**state, name: lj.SiteState(jnp.zeros(8, jnp.int32), state[name].examples)}
+    ints = {**state, name: state[name]._replace(active=jnp.zeros(8, jnp.int32))}
     with pytest.raises(ValueError, match="dtype bool"):
         tracker.merge(state, ints)
     with pytest.raises(TypeError, match="`state` must be a tracker state"):
@@ -584,3 +584,41 @@ def test_shape_dtype_structs_get_one_clear_message():
 def test_python_numbers_come_back_as_python_numbers():
     out = lj.leakify(lambda x: (jax.nn.relu(x), 3, 2.5))(X)
     assert type(out[1]) is int and type(out[2]) is float
+
+
+# --- Dormancy scores (ReDo's tau) -------------------------------------------------------------
+
+
+def _dopamine_score(activation):
+    # dopamine/labs/redo's estimate_neuron_score, in NumPy float32.
+    activation = np.asarray(activation, np.float32)
+    score = np.mean(np.abs(activation), axis=tuple(range(activation.ndim - 1)))
+    return score / (np.mean(score) + np.float32(1e-9))
+
+
+def test_dormancy_scores_are_dopamines():
+    tracker = lj.track_dead_units(mlp)
+    state = tracker.init(PARAMS, X)
+    batches = [X, X * 2.0 - 1.0, -X]
+    for x in batches:
+        _, state = jax.jit(tracker.update)(state, PARAMS, x)
+    every = jnp.concatenate(batches)
+    first = jax.nn.relu(every @ PARAMS[0])
+    second = jax.nn.relu(first @ PARAMS[1])
+    r = tracker.result(state)
+    for name, activation in zip(r, (first, second), strict=True):
+        np.testing.assert_allclose(r[name].score, _dopamine_score(activation), rtol=2e-6)
+        # tau = 0 is the dead mask for a ReLU site.
+        np.testing.assert_array_equal(r[name].score <= 0.0, r[name].dead)
+
+
+def test_dormancy_of_a_leaky_site_and_an_all_zero_site():
+    def f(x):
+        return lj.leaky_relu(x, 0.1), jax.nn.relu(-jnp.abs(x))
+
+    tracker = lj.track_dead_units(f)
+    _, state = jax.jit(tracker.update)(tracker.init(X), X)
+    leaky, zero = tracker.result(state).values()
+    np.testing.assert_allclose(leaky.score, _dopamine_score(lj.leaky_relu(X, 0.1)), rtol=2e-6)
+    np.testing.assert_array_equal(zero.score, jnp.zeros(4))
+    assert not bool(jnp.any(tracker.result(tracker.init(X))[next(iter(state))].score))

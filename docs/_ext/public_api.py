@@ -27,6 +27,7 @@ TITLES = {
     "leakyjax._transforms": "Transforms: leakify and relu_sites",
     "leakyjax._sites": "Transforms: leakify and relu_sites",  # Site, which relu_sites returns
     "leakyjax._tracking": "Dead-unit tracking: track_dead_units",
+    "leakyjax._wiring": "Reviving units: unit_wiring and revive",
     "leakyjax._bijection": "The bijection (normalizing flows)",
 }
 

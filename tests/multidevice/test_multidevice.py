@@ -149,7 +149,11 @@ def test_tracking_a_sharded_batch_equals_one_device(mesh):
     sharded = jax.device_put(x, NamedSharding(mesh, P("data")))
     _, on_mesh = jax.jit(tracker.update)(state, w, sharded)
     _, one_device = tracker.update(state, w, x)
-    jax.tree.map(np.testing.assert_array_equal, on_mesh, one_device)
+    for name in one_device:
+        np.testing.assert_array_equal(on_mesh[name].active, one_device[name].active)
+        np.testing.assert_array_equal(on_mesh[name].examples, one_device[name].examples)
+        # The |activation| sums are added in another order across the shards.
+        np.testing.assert_allclose(on_mesh[name].magnitude, one_device[name].magnitude, rtol=1e-6)
 
 
 def test_leakify_through_pmap():

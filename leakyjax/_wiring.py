@@ -1,0 +1,878 @@
+"""Which parameter slices produce and consume each unit of a ReLU site, found by data flow.
+
+A unit's index is followed through the traced program as a label array: an int array of a
+value's shape whose entries are the unit each element belongs to (-1 for none). Labels are
+pulled back from a site's pre-activation to the kernel, bias and scale that produce it, and
+pushed forward from its activation to the kernels that consume it, one rule per primitive
+(``_FORWARD``). A primitive without a rule makes the site not revivable, with a reason that
+names it: never a guess. Layouts come from the program (``dot_general``'s and
+``conv_general_dilated``'s dimension numbers), never from parameter names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.extend.core as jex
+import jax.numpy as jnp
+import numpy as np
+
+from leakyjax import _jax_internals as internals
+from leakyjax import _nnx, _sites
+from leakyjax import _validation as checks
+from leakyjax._interpreter import HANDLERS
+from leakyjax._sites import Site, SiteSelection
+from leakyjax._tracing import Traced, trace
+
+
+class UnitSlice(NamedTuple):
+    """The slice of one parameter leaf that belongs to the units of a site.
+
+    Attributes:
+      path: the leaf's key path inside the argument(s) named by ``argnums``, joined with
+        ``/`` (with a tuple ``argnums``, prefixed by the argument's position).
+      axis: the leaf's axis (non-negative) that runs over units.
+      units: an int array as long as that axis: the unit each index belongs to, -1 for
+        none (a flatten of an NHWC map into a dense layer gives ``p * C + j``).
+      role: ``"weight"``, ``"bias"`` or ``"scale"``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, leakyjax as lj
+      >>> def net(params, x):
+      ...     h = jax.nn.relu(x @ params["w1"])  # 3 units
+      ...     return h.reshape(1, -1) @ params["w2"]  # two examples flattened: 6 rows
+      >>> params = {"w1": jnp.ones((2, 3)), "w2": jnp.ones((6, 1))}
+      >>> (out,) = lj.unit_wiring(net)(params, jnp.ones((2, 2)))["w1"].outgoing
+      >>> out.path, out.axis, out.units.tolist(), out.role
+      ('w2', 0, [0, 1, 2, 0, 1, 2], 'weight')
+    """
+
+    path: str
+    axis: int
+    units: np.ndarray
+    role: str
+
+
+class Wiring(NamedTuple):
+    """How a site's units are wired to the parameters (see :func:`leakyjax.unit_wiring`).
+
+    Attributes:
+      site: the :class:`leakyjax.Site`.
+      incoming: the slices whose entry for unit j affects only unit j's pre-activation (the
+        producing kernel's output-feature slice, the bias and scale added to it).
+      outgoing: the slices that multiply only unit j's activation (each consuming kernel's
+        input-feature slice, through reshapes, transposes, pooling, dropout and
+        concatenation).
+      revivable: whether re-drawing ``incoming`` and zeroing ``outgoing`` revives a unit.
+      reason: why not, when it is not.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, leakyjax as lj
+      >>> def last_layer(params, x):
+      ...     return jax.nn.relu(x @ params["w"])
+      >>> wiring = lj.unit_wiring(last_layer)({"w": jnp.ones((2, 3))}, jnp.ones((4, 2)))
+      >>> wiring["w"].revivable, wiring["w"].reason
+      (False, "its activation reaches the function's output directly")
+    """
+
+    site: Site
+    incoming: tuple[UnitSlice, ...]
+    outgoing: tuple[UnitSlice, ...]
+    revivable: bool
+    reason: str | None
+
+
+class _NotRevivable(Exception):
+    pass
+
+
+def unit_wiring(
+    fn: Callable,
+    *,
+    argnums: int | Sequence[int] = 0,
+    patterns: Sequence[str] = ("relu", "leaky_relu"),
+    sites: SiteSelection = None,
+) -> Callable[..., dict[str, Wiring]]:
+    """Finds which parameter slices produce and consume each unit of each ReLU site.
+
+    Like :func:`leakyjax.relu_sites`, the result traces ``fn`` at its arguments and
+    computes nothing; it follows each unit's index through the program (so it works on any
+    framework's model, whatever its layer names): the kernel of the ``dot_general`` or
+    ``conv_general_dilated`` that produces the pre-activation (its output-feature slice:
+    axis -1 of a Flax ``(in, out)`` kernel, 0 of an Equinox ``(out, in)`` one, 3 of HWIO, 0
+    of OIHW), the bias and scale added to it, and the consuming kernels' input-feature
+    slices, through reshapes (an NHWC map flattened into a dense layer: rows ``p * C +
+    j``), transposes, pooling, dropout and concatenation.
+
+    A site is not revivable, with the reason, when its activation reaches the function's
+    output, a residual add, or a reduction over units; when its pre-activation also
+    depends on something other than its own parameter slices (a residual input, a
+    normalization's statistics, a weight shared with another site); when a needed
+    parameter is not in ``argnums``; inside control flow (``scan``, ``cond``,
+    ``while_loop``); or when a primitive on the way has no rule here (named).
+
+    Args:
+      fn: the model, as for :func:`leakyjax.leakify` (Flax NNX modules are not supported
+        yet: pass ``nnx.split``'s state to a function that merges it).
+      argnums: which positional arguments hold the parameters (an int or a tuple).
+      patterns: as for :func:`leakyjax.relu_sites`.
+      sites: which sites (None: all), as for :func:`leakyjax.leakify`.
+
+    Returns:
+      A function taking ``fn``'s arguments and returning ``{site name: Wiring}``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, leakyjax as lj
+      >>> def mlp(params, x):
+      ...     h = jax.nn.relu(x @ params["hidden"]["w"] + params["hidden"]["b"])
+      ...     return h @ params["out"]["w"]
+      >>> params = {"hidden": {"w": jnp.ones((3, 4)), "b": jnp.zeros(4)},
+      ...           "out": {"w": jnp.ones((4, 1))}}
+      >>> w = lj.unit_wiring(mlp)(params, jnp.ones((2, 3)))["hidden"]
+      >>> [(s.path, s.axis, s.role) for s in w.incoming + w.outgoing], w.revivable
+      ([('hidden/w', 1, 'weight'), ('hidden/b', 0, 'bias'), ('out/w', 0, 'weight')], True)
+    """
+    checks.check_fn("unit_wiring", fn)
+    argnums = _check_argnums("unit_wiring", argnums)
+    patterns = checks.check_patterns("unit_wiring", patterns, tuple(_sites.PATTERNS))
+    selection = checks.check_sites("unit_wiring", sites)
+
+    def wiring(*args: Any, **kwargs: Any) -> dict[str, Wiring]:
+        return find_wiring("unit_wiring", fn, argnums, patterns, selection, args, kwargs)
+
+    return wiring
+
+
+def _check_argnums(fn_name: str, argnums: Any) -> tuple[int, ...] | int:
+    if isinstance(argnums, int) and not isinstance(argnums, bool) and argnums >= 0:
+        return argnums
+    if (
+        isinstance(argnums, (tuple, list))
+        and argnums
+        and all(isinstance(a, int) and not isinstance(a, bool) and a >= 0 for a in argnums)
+    ):
+        return tuple(argnums)
+    raise TypeError(
+        f"{fn_name}: `argnums` must be a non-negative int or a tuple of them, got "
+        f"{checks.describe(argnums)}"
+    )
+
+
+def find_wiring(
+    fn_name: str,
+    fn: Callable,
+    argnums: tuple[int, ...] | int,
+    patterns: Sequence[str],
+    selection: SiteSelection,
+    args: tuple,
+    kwargs: dict,
+) -> dict[str, Wiring]:
+    if _nnx.is_module(fn) or any(
+        _nnx.is_module(x) for x in jax.tree_util.tree_leaves((args, kwargs), is_leaf=_nnx.is_module)
+    ):
+        raise TypeError(
+            f"{fn_name}: Flax NNX modules are not supported yet; pass the state from "
+            "nnx.split to a function that merges it"
+        )
+    positions = argnums if isinstance(argnums, tuple) else (argnums,)
+    for a in positions:
+        if a >= len(args):
+            raise ValueError(
+                f"{fn_name}: `argnums` names argument {a}, but the function was called with "
+                f"{len(args)} positional argument(s)"
+            )
+    traced = trace(fn, args, kwargs, patterns)
+    flat = _inlined(traced)
+    leaf_paths = [_naming_path(p) for p in traced.input_paths]
+    found = _sites.find(flat, leaf_paths, patterns, frozenset(HANDLERS))
+    chosen = _chosen(fn_name, found, selection)
+    params = _parameter_paths(traced.input_paths, argnums)
+    analysis = _Analysis(flat.jaxpr, params)
+    return {site.name: analysis.wire(site) for site in chosen}
+
+
+def _chosen(fn_name: str, found: list[Site], selection: SiteSelection) -> list[Site]:
+    from leakyjax._tracing import _select  # the same selection as the other transforms
+
+    return [s for s, _ in _select(fn_name, found, selection)]
+
+
+def _naming_path(path: tuple) -> tuple[Any, tuple] | None:
+    where = path[0].idx
+    if where == 0:
+        return ("fn", path[1:])
+    if len(path) < 3:
+        return None
+    return ((where, path[1]), path[2:])
+
+
+def _parameter_paths(input_paths: list[tuple], argnums: tuple[int, ...] | int) -> dict[int, str]:
+    """Input index to its leaf's path string, for the inputs inside ``argnums``."""
+    out = {}
+    positions = argnums if isinstance(argnums, tuple) else (argnums,)
+    for i, path in enumerate(input_paths):
+        if path[0].idx != 1 or len(path) < 2 or path[1].idx not in positions:
+            continue
+        keys = [_sites._format_key(k) for k in path[2:]]
+        if isinstance(argnums, tuple):
+            keys = [str(path[1].idx), *keys]
+        out[i] = "/".join(keys)
+    return out
+
+
+def _inlined(traced: Traced) -> jex.ClosedJaxpr:
+    """The traced program with every jit and closed_call body inlined, so that a unit is
+    followed across function boundaries. Site names are unchanged (they come from the
+    data flow)."""
+
+    def run(*inputs: Any) -> list[Any]:
+        return _inline_eval(traced.jaxpr.jaxpr, traced.jaxpr.consts, inputs)
+
+    return internals.retrace(run, internals.invar_avals(traced.jaxpr), "unit_wiring")
+
+
+def _inline_eval(jaxpr: jex.Jaxpr, consts: Sequence[Any], args: Sequence[Any]) -> list[Any]:
+    env: dict[Any, Any] = dict(zip(jaxpr.constvars, consts, strict=True))
+    env.update(zip(jaxpr.invars, args, strict=True))
+
+    def read(atom: Any) -> Any:
+        return atom.val if isinstance(atom, jex.Literal) else env[atom]
+
+    for eqn in jaxpr.eqns:
+        invals = [read(v) for v in eqn.invars]
+        body = internals.call_body(eqn)
+        if body is not None:
+            inner = eqn.params["jaxpr" if "jaxpr" in eqn.params else "call_jaxpr"]
+            inner_consts = inner.consts if isinstance(inner, jex.ClosedJaxpr) else []
+            with internals.equation_context(eqn):
+                outs = _inline_eval(body, inner_consts, invals)
+        else:
+            outs = internals.bind(eqn, invals)
+        env.update(zip(eqn.outvars, outs, strict=True))
+    return [read(v) for v in jaxpr.outvars]
+
+
+# --- The analysis ---------------------------------------------------------------------------
+
+_MOVES = frozenset(
+    {"convert_element_type", "copy", "copy_p", "pvary", "reduce_precision", "stop_gradient"}
+)
+_UNARY = _MOVES | frozenset(
+    {
+        "neg",
+        "abs",
+        "exp",
+        "log",
+        "log1p",
+        "tanh",
+        "logistic",
+        "sqrt",
+        "rsqrt",
+        "integer_pow",
+        "square",
+        "sign",
+        "sin",
+        "cos",
+        "erf",
+    }
+)
+_SCALING = frozenset({"mul", "div"})  # by a value without units: dropout, a scale
+_MIXING = frozenset({"add", "sub", "max", "min"})
+_REDUCTIONS = frozenset({"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "argmax"})
+
+
+class _Analysis:
+    def __init__(self, jaxpr: jex.Jaxpr, params: dict[int, str]) -> None:
+        self.jaxpr = jaxpr
+        self.params = params
+        self.invar_index = {v: i for i, v in enumerate(jaxpr.invars)}
+        self.producers = {v: e for e in jaxpr.eqns for v in e.outvars}
+        self.uses: dict[Any, list[tuple[jex.JaxprEqn, int]]] = {}
+        for eqn in jaxpr.eqns:
+            for k, atom in enumerate(eqn.invars):
+                if not isinstance(atom, jex.Literal):
+                    self.uses.setdefault(atom, []).append((eqn, k))
+
+    def wire(self, site: Site) -> Wiring:
+        try:
+            if len(site.path) != 1:
+                raise _NotRevivable(
+                    "inside control flow (scan, cond or while_loop), which unit_wiring does "
+                    "not follow units through yet"
+                )
+            if not site.rewritable and not site.clamp:
+                raise _NotRevivable(site.reason or "not a float ReLU")
+            eqn = self.jaxpr.eqns[site.path[0]]
+            x = eqn.invars[site.operand]
+            incoming, labels = self._incoming(x)
+            self.reached = self._reachable(eqn.outvars[0])
+            outgoing = self._outgoing(eqn.outvars[0], labels)
+            return Wiring(site, tuple(incoming), tuple(outgoing), True, None)
+        except _NotRevivable as why:
+            return Wiring(site, (), (), False, str(why))
+
+    # -- what depends on what -------------------------------------------------------------
+
+    def _reachable(self, var: Any) -> set[Any]:
+        """The values computed from ``var``."""
+        reached, pending = {var}, [var]
+        while pending:
+            for eqn, _ in self.uses.get(pending.pop(), []):
+                for out in eqn.outvars:
+                    if out not in reached:
+                        reached.add(out)
+                        pending.append(out)
+        return reached
+
+    def _labelled(self, atom: Any) -> bool:
+        """Whether ``atom`` is computed from the site's activation."""
+        return atom in self.reached
+
+    def _constant(self, atom: Any) -> bool:
+        """Whether ``atom`` depends on parameters and constants only (no data, not the
+        site's activation)."""
+        pending, seen = [atom], set()
+        while pending:
+            a = pending.pop()
+            if isinstance(a, jex.Literal) or id(a) in seen:
+                continue
+            seen.add(id(a))
+            if a in self.invar_index:
+                if self.invar_index[a] not in self.params:
+                    return False
+                continue
+            if a in self.reached:
+                return False
+            eqn = self.producers.get(a)
+            if eqn is not None:
+                pending += list(eqn.invars)
+        return True
+
+    # -- parameters ---------------------------------------------------------------------
+
+    def _leaf(self, atom: Any) -> tuple[int, list[jex.JaxprEqn]] | None:
+        """The input a parameter value comes from through moves and layout changes (and
+        those equations, outermost first), or None for a computed value."""
+        chain: list[jex.JaxprEqn] = []
+        while not isinstance(atom, jex.Literal):
+            if atom in self.invar_index:
+                return self.invar_index[atom], chain
+            eqn = self.producers.get(atom)
+            if eqn is None or eqn.primitive.name not in _MOVES | {
+                "broadcast_in_dim",
+                "reshape",
+                "transpose",
+                "squeeze",
+                "expand_dims",
+            }:
+                return None
+            chain.append(eqn)
+            atom = eqn.invars[0]
+        return None
+
+    def _is_parameter(self, atom: Any) -> bool:
+        """Whether ``atom`` is a leaf of ``argnums`` (through moves and layout changes)."""
+        found = self._leaf(atom)
+        return found is not None and found[0] in self.params
+
+    def _slice(self, atom: Any, labels: np.ndarray, role: str) -> UnitSlice:
+        """The slice of the parameter leaf ``atom`` comes from, given ``atom``'s labels."""
+        found = self._leaf(atom)
+        if found is None:
+            raise _NotRevivable(f"its {role} is computed, not a parameter leaf")
+        index, chain = found
+        for eqn in chain:
+            labels = _pull_back(eqn, labels)
+        uses = len(self.uses.get(self.jaxpr.invars[index], []))
+        if uses > 1 and role == "weight":
+            raise _NotRevivable("a weight it uses is also used elsewhere (shared weights)")
+        axis, units = _axis_units(labels, role)
+        path = self.params.get(index)
+        if path is None:
+            raise _NotRevivable("a parameter it needs is not in `argnums`")
+        return UnitSlice(path, axis, units, role)
+
+    # -- incoming: from the pre-activation back to the producing product ----------------
+
+    def _incoming(self, x: Any) -> tuple[list[UnitSlice], np.ndarray]:
+        chain: list[tuple[jex.JaxprEqn, int]] = []
+        atom: Any = x
+        while True:
+            eqn = self.producers.get(atom)
+            if eqn is None:
+                raise _NotRevivable("its pre-activation is an input of the function")
+            name = eqn.primitive.name
+            if name in ("dot_general", "conv_general_dilated"):
+                break
+            if name in _MOVES or name in ("transpose", "reshape", "squeeze", "expand_dims"):
+                chain.append((eqn, 0))
+                atom = eqn.invars[0]
+                continue
+            if name in ("add", "sub", "mul"):
+                # A leaf of the inputs added or multiplied in is a bias or scale (_slice
+                # says so when it is not in argnums).
+                stream = [
+                    k
+                    for k, a in enumerate(eqn.invars)
+                    if not isinstance(a, jex.Literal) and self._leaf(a) is None
+                ]
+                if len(stream) != 1:
+                    raise _NotRevivable(
+                        "its pre-activation also depends on something other than its own "
+                        f"parameter slices (a `{name}` of two computed values: a residual "
+                        "input or a normalization)"
+                    )
+                chain.append((eqn, stream[0]))
+                atom = eqn.invars[stream[0]]
+                continue
+            raise _NotRevivable(
+                f"its pre-activation is computed by `{name}`, which unit_wiring does not "
+                "follow back to a layer"
+            )
+        slices, labels = self._product(eqn)
+        for step, k in reversed(chain):
+            if step.primitive.name == "transpose":
+                labels = np.transpose(labels, step.params["permutation"])
+            elif step.primitive.name in ("reshape", "squeeze", "expand_dims"):
+                labels = labels.reshape(_shape(step.outvars[0]))
+            for j, other in enumerate(step.invars):
+                if j == k or isinstance(other, jex.Literal):
+                    continue
+                role = "bias" if step.primitive.name in ("add", "sub") else "scale"
+                slices.append(self._slice(other, _broadcast_back(labels, other), role))
+        return slices, labels
+
+    def _product(self, eqn: jex.JaxprEqn) -> tuple[list[UnitSlice], np.ndarray]:
+        """The producing product's kernel slice, and the labels of its output."""
+        out_shape = _shape(eqn.outvars[0])
+        if eqn.primitive.name == "conv_general_dilated":
+            if eqn.params["feature_group_count"] != 1 or eqn.params["batch_group_count"] != 1:
+                raise _NotRevivable("it is produced by a grouped convolution")
+            _, rhs_spec, out_spec = eqn.params["dimension_numbers"]
+            kernel = eqn.invars[1]
+            if self._is_parameter(eqn.invars[0]) or not self._is_parameter(kernel):
+                raise _NotRevivable("its convolution's kernel is not a parameter leaf in `argnums`")
+            labels = _along(out_shape, out_spec[1])
+            kernel_labels = _along(_shape(kernel), rhs_spec[0])
+            return [self._slice(kernel, kernel_labels, "weight")], labels
+        (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+        lhs, rhs = eqn.invars
+        kernel_side = [k for k, a in enumerate((lhs, rhs)) if self._is_parameter(a)]
+        if len(kernel_side) != 1:
+            raise _NotRevivable("its product is not of data with one parameter leaf in `argnums`")
+        k = kernel_side[0]
+        kernel = (lhs, rhs)[k]
+        contracting, batch = (lc, lb) if k == 0 else (rc, rb)
+        free = [d for d in range(len(_shape(kernel))) if d not in contracting and d not in batch]
+        if len(free) != 1:
+            raise _NotRevivable("its product's kernel has more than one output-feature axis")
+        lhs_free = [d for d in range(len(_shape(lhs))) if d not in lc and d not in lb]
+        rhs_free = [d for d in range(len(_shape(rhs))) if d not in rc and d not in rb]
+        out_axis = len(lb) + (
+            lhs_free.index(free[0]) if k == 0 else len(lhs_free) + rhs_free.index(free[0])
+        )
+        labels = _along(out_shape, out_axis)
+        return [self._slice(kernel, _along(_shape(kernel), free[0]), "weight")], labels
+
+    # -- outgoing: from the activation forward to the consuming products ----------------
+
+    def _outgoing(self, y: Any, labels: np.ndarray) -> list[UnitSlice]:
+        out: list[UnitSlice] = []
+        pending = [(y, labels)]
+        seen: set[int] = set()
+        while pending:
+            var, var_labels = pending.pop()
+            if id(var) in seen:
+                continue
+            seen.add(id(var))
+            if var in self.jaxpr.outvars:
+                raise _NotRevivable("its activation reaches the function's output directly")
+            for eqn, k in self.uses.get(var, []):
+                name = eqn.primitive.name
+                if name in ("dot_general", "conv_general_dilated"):
+                    out.append(self._consumer(eqn, k, var_labels))
+                    continue
+                new = _FORWARD.get(name)
+                if new is None:
+                    raise _NotRevivable(
+                        f"its activation goes through `{name}`, which unit_wiring does not "
+                        "follow units through"
+                    )
+                result = new(self, eqn, k, var_labels)
+                pending += list(zip(eqn.outvars, result, strict=True))
+        if not out:
+            raise _NotRevivable("its activation reaches no layer that consumes it")
+        return out
+
+    def _consumer(self, eqn: jex.JaxprEqn, k: int, labels: np.ndarray) -> UnitSlice:
+        kernel = eqn.invars[1 - k]
+        if self._leaf(kernel) is None:
+            raise _NotRevivable(
+                f"its activation is multiplied by a computed value in `{eqn.primitive.name}` "
+                "(attention, say), not by a parameter"
+            )
+        if eqn.primitive.name == "conv_general_dilated":
+            if k != 0 or eqn.params["feature_group_count"] != 1:
+                raise _NotRevivable("it is consumed by a grouped convolution")
+            lhs_spec, rhs_spec, _ = eqn.params["dimension_numbers"]
+            units = _units_along(labels, lhs_spec[1])
+            return self._slice(kernel, _along(_shape(kernel), rhs_spec[1], units), "weight")
+        (lc, rc), _ = eqn.params["dimension_numbers"]
+        mine, theirs = (lc, rc) if k == 0 else (rc, lc)
+        if len(mine) != 1:
+            raise _NotRevivable("it is consumed by a product over several axes")
+        units = _units_along(labels, mine[0])
+        return self._slice(kernel, _along(_shape(kernel), theirs[0], units), "weight")
+
+
+# --- Label arrays -----------------------------------------------------------------------------
+
+
+def _shape(atom: Any) -> tuple[int, ...]:
+    aval: Any = atom.aval  # an array's abstract value
+    return tuple(aval.shape)
+
+
+def _along(shape: Sequence[int], axis: int, units: np.ndarray | None = None) -> np.ndarray:
+    """Labels of ``shape`` that are ``units`` (default: 0, 1, ...) along ``axis``."""
+    if units is None:
+        units = np.arange(shape[axis])
+    view = [1] * len(shape)
+    view[axis] = shape[axis]
+    return np.broadcast_to(np.asarray(units, np.int64).reshape(view), tuple(shape))
+
+
+def _units_along(labels: np.ndarray, axis: int) -> np.ndarray:
+    """The labels along ``axis``, which must not vary along the other axes."""
+    moved = np.moveaxis(labels, axis, -1).reshape(-1, labels.shape[axis])
+    if not (moved == moved[:1]).all():
+        raise _NotRevivable("its units vary along the examples of a consuming product")
+    return moved[0]
+
+
+def _axis_units(labels: np.ndarray, role: str) -> tuple[int, np.ndarray]:
+    """The one axis of a parameter leaf along which ``labels`` vary, and the labels."""
+    if labels.ndim == 0:
+        raise _NotRevivable(f"its {role} is one scalar shared by every unit")
+    for axis in sorted(range(labels.ndim), key=lambda a: -labels.shape[a]):
+        try:
+            units = _units_along(labels, axis)
+        except _NotRevivable:
+            continue
+        if (_along(labels.shape, axis, units) == labels).all():
+            return axis, units
+    raise _NotRevivable(f"its {role}'s entries mix units")
+
+
+def _pull_back(eqn: jex.JaxprEqn, labels: np.ndarray) -> np.ndarray:
+    """The labels of ``eqn``'s operand, from those of its output (a layout change)."""
+    name = eqn.primitive.name
+    shape = _shape(eqn.invars[0])
+    if name == "transpose":
+        return np.transpose(labels, np.argsort(eqn.params["permutation"]))
+    if name == "broadcast_in_dim":
+        dims = eqn.params["broadcast_dimensions"]
+        index = tuple(slice(None) if d in dims else 0 for d in range(labels.ndim))
+        kept = labels[index]
+        pulled = kept.reshape([labels.shape[d] for d in dims])
+        pulled = pulled[tuple(slice(0, 1) if s == 1 else slice(None) for s in shape)]
+        back = np.broadcast_to(
+            np.expand_dims(pulled, [d for d in range(labels.ndim) if d not in dims]), labels.shape
+        )
+        if not (back.reshape(-1) == labels.reshape(-1)).all():
+            raise _NotRevivable("a parameter it needs is shared by several units (broadcast)")
+        return pulled.reshape(shape)
+    if labels.size != int(np.prod(shape)):
+        raise _NotRevivable(f"`{name}` changes the size of a parameter")
+    return labels.reshape(shape)
+
+
+def _broadcast_back(labels: np.ndarray, operand: Any) -> np.ndarray:
+    """The labels of an operand of an elementwise equation (same shape as ``labels``, or
+    a scalar)."""
+    shape = tuple(_shape(operand))
+    if shape == labels.shape:
+        return labels
+    if not shape:
+        raise _NotRevivable("a parameter it needs is one scalar shared by every unit")
+    if len(shape) != labels.ndim or any(
+        s not in (1, n) for s, n in zip(shape, labels.shape, strict=True)
+    ):
+        raise _NotRevivable("an operand of its pre-activation is broadcast implicitly")
+    # Size-1 axes broadcast against the stream: the entry is shared along them.
+    first = labels[tuple(slice(0, 1) if s == 1 else slice(None) for s in shape)]
+    if not (np.broadcast_to(first, labels.shape) == labels).all():
+        raise _NotRevivable("a parameter it needs is shared by several units (broadcast)")
+    return first
+
+
+# --- Forward rules: the labels of an equation's outputs from those of input k ------------
+
+
+def _unary(analysis, eqn, k, labels):
+    return [labels]
+
+
+def _scaling(analysis, eqn, k, labels):
+    others = [a for j, a in enumerate(eqn.invars) if j != k]
+    if any(not isinstance(a, jex.Literal) and analysis._labelled(a) for a in others):
+        raise _NotRevivable("its activation is multiplied by another unit's")
+    if eqn.primitive.name == "div" and k == 1:
+        raise _NotRevivable("its activation is a denominator")
+    return [np.broadcast_to(labels, _shape(eqn.outvars[0]))]
+
+
+def _mixing(analysis, eqn, k, labels):
+    for j, other in enumerate(eqn.invars):
+        if j == k:
+            continue
+        if isinstance(other, jex.Literal) or analysis._constant(other):
+            continue
+        raise _NotRevivable(
+            f"its activation reaches a residual `{eqn.primitive.name}` with another stream"
+        )
+    return [np.broadcast_to(labels, _shape(eqn.outvars[0]))]
+
+
+def _select(analysis, eqn, k, labels):
+    if k == 0:
+        raise _NotRevivable("its activation is a select's predicate")
+    for j, other in enumerate(eqn.invars[1:], start=1):
+        if j != k and not (isinstance(other, jex.Literal) or analysis._constant(other)):
+            raise _NotRevivable("its activation is selected against another stream")
+    return [labels]
+
+
+def _reshape(analysis, eqn, k, labels):
+    return [labels.reshape(_shape(eqn.outvars[0]))]
+
+
+def _transpose(analysis, eqn, k, labels):
+    return [np.transpose(labels, eqn.params["permutation"])]
+
+
+def _broadcast(analysis, eqn, k, labels):
+    shape = _shape(eqn.outvars[0])
+    dims = eqn.params["broadcast_dimensions"]
+    expanded = np.expand_dims(labels, [d for d in range(len(shape)) if d not in dims])
+    return [np.broadcast_to(expanded, shape)]
+
+
+def _reduce(analysis, eqn, k, labels):
+    axes = tuple(eqn.params["axes"])
+    first = labels[tuple(slice(0, 1) if a in axes else slice(None) for a in range(labels.ndim))]
+    if not (np.broadcast_to(first, labels.shape) == labels).all():
+        raise _NotRevivable("its activation is reduced over units (a sum across the site)")
+    return [np.squeeze(first, axis=axes)]
+
+
+def _reduce_window(analysis, eqn, k, labels):
+    window, strides = eqn.params["window_dimensions"], eqn.params["window_strides"]
+    shape = _shape(eqn.outvars[0])
+    for axis in range(labels.ndim):
+        varies = not (np.take(labels, [0], axis=axis) == labels).all()
+        if varies:
+            if window[axis] != 1 or strides[axis] != 1 or labels.shape[axis] != shape[axis]:
+                raise _NotRevivable("it is pooled across units")
+            return [_along(shape, axis, _units_along(labels, axis))]
+    return [np.full(shape, labels.reshape(-1)[0])]
+
+
+def _concatenate(analysis, eqn, k, labels):
+    axis = eqn.params["dimension"]
+    parts = [labels if j == k else np.full(_shape(a), -1) for j, a in enumerate(eqn.invars)]
+    return [np.concatenate(parts, axis=axis)]
+
+
+def _squeeze_like(analysis, eqn, k, labels):
+    return [labels.reshape(_shape(eqn.outvars[0]))]
+
+
+_FORWARD: dict[str, Callable[..., list[np.ndarray]]] = {
+    **{name: _unary for name in _UNARY},
+    **{name: _scaling for name in _SCALING},
+    **{name: _mixing for name in _MIXING},
+    "select_n": _select,
+    "reshape": _reshape,
+    "squeeze": _squeeze_like,
+    "expand_dims": _squeeze_like,
+    "transpose": _transpose,
+    "broadcast_in_dim": _broadcast,
+    **{name: _reduce for name in _REDUCTIONS},
+    "reduce_window_sum": _reduce_window,
+    "reduce_window_max": _reduce_window,
+    "reduce_window_min": _reduce_window,
+    "concatenate": _concatenate,
+}
+
+
+# --- revive -------------------------------------------------------------------------------
+
+
+def revive(
+    fn: Callable,
+    *,
+    argnums: int | Sequence[int] = 0,
+    init: Callable[..., jax.Array] | None = None,
+    sites: SiteSelection = None,
+) -> Callable[..., tuple[Any, Any]]:
+    r"""Re-initializes dead or dormant units of any model, found by :func:`unit_wiring`.
+
+    ReDo (Sokar et al., ICML 2023): for each unit in a mask, its incoming weights are
+    re-drawn from ``init``, its bias set to 0 and its scale to 1, and its outgoing weights
+    set to 0; in ``opt_state``, every subtree with the structure of the parameters (Optax's
+    ``mu``, ``nu``, momentum ``trace``...) gets the same slices set to 0, and the rest (step
+    counts) is left as it is. On every input where a revived unit's activation was exactly
+    0 (a dead ReLU unit), the function's output right after revival is unchanged; a dormant
+    unit's small contribution is removed, as in ReDo. The revived units can learn again.
+
+    The result is ``revived(key, dead, *args, opt_state=None, **kwargs)``, returning
+    ``(new_params, new_opt_state)``: ``new_params`` has the structure of
+    ``args[argnums]`` (a tuple for a tuple ``argnums``). ``dead`` maps site names to a bool
+    mask per unit: ``{name: r.dead for name, r in tracker.result(state).items()}``, or
+    ``{name: r.score <= tau ...}`` for ReDo's tau-dormant units. It is jit-able with the
+    masks traced (the wiring is found when it is traced). An all-False mask changes nothing.
+
+    Args:
+      fn: the model, as for :func:`unit_wiring`.
+      argnums: which positional arguments hold the parameters.
+      init: a ``jax.nn.initializers.Initializer`` for the incoming weights, called with the
+        whole leaf's shape and dtype (revive takes the revived entries). Default: He
+        uniform for a ReLU, :math:`U(-b, b)` with :math:`b = \sqrt{6 / \mathrm{fan\_in}}`,
+        the fan measured from the wiring (the kernel's size over its units).
+      sites: which sites may be revived (None: all), as for :func:`leakyjax.leakify`.
+
+    Returns:
+      The revive function described above.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, leakyjax as lj
+      >>> def mlp(params, x):
+      ...     return jax.nn.relu(x @ params["w1"]) @ params["w2"]
+      >>> params = {"w1": jnp.array([[1.0, -1.0]]), "w2": jnp.array([[1.0], [1.0]])}
+      >>> x = jnp.ones((4, 1))
+      >>> new, _ = lj.revive(mlp)(jax.random.key(0), {"w1": jnp.array([False, True])},
+      ...                         params, x)
+      >>> new["w2"].tolist(), bool((mlp(new, x) == mlp(params, x)).all())
+      ([[1.0], [0.0]], True)
+    """
+    checks.check_fn("revive", fn)
+    argnums = _check_argnums("revive", argnums)
+    selection = checks.check_sites("revive", sites)
+    if init is not None and not callable(init):
+        raise TypeError(
+            f"revive: `init` must be None or an initializer, got {checks.describe(init)}"
+        )
+
+    def revived(
+        key: Any, dead: dict[str, Any], *args: Any, opt_state: Any = None, **kwargs: Any
+    ) -> tuple[Any, Any]:
+        key = checks.check_key("revive", key)
+        wirings = find_wiring(
+            "revive", fn, argnums, ("relu", "leaky_relu"), selection, args, kwargs
+        )
+        masks = _check_masks(dead, wirings)
+        params = tuple(args[a] for a in argnums) if isinstance(argnums, tuple) else args[argnums]
+        paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+        keys = [_path_string(p, argnums) for p, _ in paths_leaves]
+        leaves = dict(zip(keys, (leaf for _, leaf in paths_leaves), strict=True))
+        touched = {k: jnp.zeros(np.shape(v), bool) for k, v in leaves.items()}
+        new = dict(leaves)
+        for n, (name, mask) in enumerate(masks.items()):
+            wiring = wirings[name]
+            for m, unit_slice in enumerate(wiring.incoming + wiring.outgoing):
+                leaf = new[unit_slice.path]
+                where = _slice_mask(mask, unit_slice, np.shape(leaf))
+                touched[unit_slice.path] = touched[unit_slice.path] | where
+                value = (
+                    _fresh(unit_slice, wiring, leaf, jax.random.fold_in(key, n * 1000 + m), init)
+                    if unit_slice in wiring.incoming
+                    else jnp.zeros_like(leaf)
+                )
+                new[unit_slice.path] = jnp.where(where, value, leaf)
+        new_params = jax.tree_util.tree_unflatten(treedef, [new[k] for k in keys])
+        if opt_state is None:
+            return new_params, None
+        mask_tree = jax.tree_util.tree_unflatten(treedef, [touched[k] for k in keys])
+        return new_params, _reset_moments(opt_state, treedef, mask_tree)
+
+    return revived
+
+
+def _path_string(path: tuple, argnums: tuple[int, ...] | int) -> str:
+    """A parameter leaf's path as unit_wiring writes it: with a tuple ``argnums``, the
+    argument's position first."""
+    keys = [_sites._format_key(k) for k in path]
+    if isinstance(argnums, tuple):
+        keys[0] = str(argnums[path[0].idx])
+    return "/".join(keys)
+
+
+def _check_masks(dead: Any, wirings: dict[str, Wiring]) -> dict[str, Any]:
+    if not isinstance(dead, dict):
+        raise TypeError(
+            f"revive: `dead` must be a dict from site names to bool masks, got "
+            f"{checks.describe(dead)}"
+        )
+    masks = {}
+    for name, given in dead.items():
+        mask: Any = getattr(given, "dead", given)  # a DeadUnits result is taken as its mask
+        if name not in wirings:
+            raise ValueError(
+                f"revive: `dead` names {name!r}, which is not a site; the sites are {list(wirings)}"
+            )
+        wiring = wirings[name]
+        if not wiring.revivable:
+            raise ValueError(f"revive: site {name!r} cannot be revived: {wiring.reason}")
+        units = wiring.incoming[0].units
+        size = int(units.max()) + 1
+        if jnp.result_type(mask) != jnp.bool_:
+            raise TypeError(
+                f"revive: `dead[{name!r}]` must be a bool mask, got dtype "
+                f"{np.dtype(jnp.result_type(mask)).name}"
+            )
+        if np.shape(mask) != (size,):
+            raise ValueError(
+                f"revive: `dead[{name!r}]` must have shape ({size},), one entry per unit, "
+                f"got {np.shape(mask)}"
+            )
+        masks[name] = jnp.asarray(mask)
+    return masks
+
+
+def _slice_mask(mask: jax.Array, unit_slice: UnitSlice, shape: tuple[int, ...]) -> jax.Array:
+    """Where the leaf holds entries of masked units."""
+    units = unit_slice.units
+    along = jnp.where(units >= 0, mask[np.maximum(units, 0)], False)
+    view = [1] * len(shape)
+    view[unit_slice.axis] = shape[unit_slice.axis]
+    return jnp.broadcast_to(along.reshape(view), shape)
+
+
+def _fresh(unit_slice, wiring, leaf, key, init):
+    if unit_slice.role == "bias":
+        return jnp.zeros_like(leaf)
+    if unit_slice.role == "scale":
+        return jnp.ones_like(leaf)
+    if init is not None:
+        return jnp.asarray(init(key, np.shape(leaf), leaf.dtype), leaf.dtype)
+    fan_in = int(np.prod(np.shape(leaf))) // np.shape(leaf)[unit_slice.axis]
+    bound = np.sqrt(6.0 / max(fan_in, 1))
+    return jax.random.uniform(key, np.shape(leaf), leaf.dtype, -bound, bound)
+
+
+def _reset_moments(opt_state: Any, treedef: Any, mask_tree: Any) -> Any:
+    """Every subtree of ``opt_state`` with the parameters' structure gets the masked
+    entries set to 0."""
+
+    def is_moment(x: Any) -> bool:
+        return jax.tree_util.tree_structure(x) == treedef
+
+    def reset(x: Any) -> Any:
+        if not is_moment(x):
+            return x
+        return jax.tree_util.tree_map(lambda v, m: jnp.where(m, jnp.zeros_like(v), v), x, mask_tree)
+
+    return jax.tree_util.tree_map(reset, opt_state, is_leaf=is_moment)

@@ -1,0 +1,334 @@
+"""unit_wiring and revive: units followed by data flow, dead units revived without changing
+the function (issue 18, first part)."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import leakyjax as lj
+
+KEY = jax.random.key(18)
+
+
+@pytest.fixture(autouse=True)
+def no_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+def _normal(i, shape):
+    return jax.random.normal(jax.random.fold_in(KEY, i), shape)
+
+
+def mlp(params, x):
+    h = jax.nn.relu(x @ params["hidden"]["w"] + params["hidden"]["b"])
+    h = jax.nn.relu(h @ params["deep"]["w"] + params["deep"]["b"])
+    return h @ params["out"]["w"]
+
+
+MLP = {
+    "hidden": {"w": _normal(0, (6, 8)), "b": _normal(1, (8,)).at[:3].set(-50.0)},
+    "deep": {"w": _normal(2, (8, 8)), "b": _normal(3, (8,)).at[5].set(-50.0)},
+    "out": {"w": _normal(4, (8, 2))},
+}
+
+
+def _dead(fn, params, x, jit=jax.jit, **kw):
+    tracker = lj.track_dead_units(fn, **kw)
+    _, state = jit(tracker.update)(tracker.init(params, x), params, x)
+    return {name: r.dead for name, r in tracker.result(state).items()}
+
+
+def _unchanged_outside(old, new, wiring, masks):
+    """Every entry outside the revived slices is bit-identical."""
+    touched = {}
+    for name, mask in masks.items():
+        for s in wiring[name].incoming + wiring[name].outgoing:
+            leaf = _leaf(old, s.path)
+            along = np.where(s.units >= 0, np.asarray(mask)[np.maximum(s.units, 0)], False)
+            view = [1] * leaf.ndim
+            view[s.axis] = leaf.shape[s.axis]
+            where = np.broadcast_to(along.reshape(view), leaf.shape)
+            touched[s.path] = touched.get(s.path, np.zeros(leaf.shape, bool)) | where
+    for path, where in touched.items():
+        np.testing.assert_array_equal(
+            np.asarray(_leaf(new, path))[~where], np.asarray(_leaf(old, path))[~where]
+        )
+    return touched
+
+
+def _leaf(tree, path):
+    flat = {
+        "/".join(_key(k) for k in p): v for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
+    return flat[path]
+
+
+def _key(k):
+    for attr in ("key", "name", "idx"):
+        if hasattr(k, attr):
+            return str(getattr(k, attr))
+    return str(k)
+
+
+def test_plain_mlp_wiring():
+    x = _normal(5, (32, 6))
+    wiring = lj.unit_wiring(mlp)(MLP, x)
+    hidden = wiring["hidden"]
+    assert hidden.revivable and hidden.reason is None
+    assert [(s.path, s.axis, s.role) for s in hidden.incoming] == [
+        ("hidden/w", 1, "weight"),
+        ("hidden/b", 0, "bias"),
+    ]
+    assert [(s.path, s.axis, s.role) for s in hidden.outgoing] == [("deep/w", 0, "weight")]
+    np.testing.assert_array_equal(hidden.outgoing[0].units, np.arange(8))
+    assert wiring["deep"].outgoing[0].path == "out/w"
+
+
+def test_revive_keeps_the_function_on_inputs_where_the_units_are_dead():
+    x = _normal(6, (1000, 6))
+    dead = _dead(mlp, MLP, x)
+    assert dead["hidden"][:3].all() and dead["deep"][5]
+    new, _ = jax.jit(lj.revive(mlp))(jax.random.key(1), dead, MLP, x)
+    np.testing.assert_array_equal(jax.jit(mlp)(new, x), jax.jit(mlp)(MLP, x))
+    wiring = lj.unit_wiring(mlp)(MLP, x)
+    touched = _unchanged_outside(MLP, new, wiring, dead)
+    # The incoming weights were re-drawn, the biases zeroed, the outgoing weights zeroed.
+    assert not (new["hidden"]["w"][:, :3] == MLP["hidden"]["w"][:, :3]).any()
+    np.testing.assert_array_equal(new["hidden"]["b"][:3], 0.0)
+    np.testing.assert_array_equal(new["deep"]["w"][:3], 0.0)
+    assert touched["deep/w"][:3].all() and touched["deep/w"][:, 5].all()
+
+
+def test_eager_equals_jit_and_an_all_false_mask_changes_nothing():
+    x = _normal(7, (64, 6))
+    dead = _dead(mlp, MLP, x)
+    eager = lj.revive(mlp)(jax.random.key(2), dead, MLP, x)
+    jitted = jax.jit(lj.revive(mlp))(jax.random.key(2), dead, MLP, x)
+    jax.tree.map(np.testing.assert_array_equal, eager, jitted)
+    none = {name: jnp.zeros_like(mask) for name, mask in dead.items()}
+    same, _ = lj.revive(mlp)(jax.random.key(2), none, MLP, x)
+    jax.tree.map(np.testing.assert_array_equal, same, MLP)
+
+
+def test_revived_units_learn_again():
+    x = _normal(8, (256, 6))
+    y = jnp.sin(x.sum(-1, keepdims=True)).repeat(2, axis=-1)
+    dead = _dead(mlp, MLP, x)
+    params, _ = lj.revive(mlp)(jax.random.key(3), dead, MLP, x)
+
+    @jax.jit
+    def step(p):
+        g = jax.grad(lambda p: jnp.mean((mlp(p, x) - y) ** 2))(p)
+        return jax.tree.map(lambda a, b: a - 0.05 * b, p, g)
+
+    for _ in range(20):
+        params = step(params)
+    again = _dead(mlp, params, x)
+    assert not again["hidden"][:3].any()
+
+
+TREEDEF = jax.tree_util.tree_structure(MLP)
+
+
+def _like_params(t):
+    return jax.tree_util.tree_structure(t) == TREEDEF
+
+
+def _moments(state):
+    return [s for s in jax.tree_util.tree_leaves(state, is_leaf=_like_params) if _like_params(s)]
+
+
+def test_optax_moments_are_reset_at_the_revived_slices():
+    optax = pytest.importorskip("optax")
+    x = _normal(9, (64, 6))
+    dead = _dead(mlp, MLP, x)
+    wiring = lj.unit_wiring(mlp)(MLP, x)
+    grads = jax.grad(lambda p: jnp.sum(mlp(p, x) ** 2))(MLP)
+    for optimizer in (
+        optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3)),
+        optax.chain(optax.adamw(1e-3)),
+        optax.chain(optax.sgd(1e-2, momentum=0.9)),
+    ):
+        state = optimizer.init(MLP)
+        _, state = optimizer.update(grads, state, MLP)
+        _, new_state = lj.revive(mlp)(jax.random.key(4), dead, MLP, x, opt_state=state)
+        moments, new_moments = _moments(state), _moments(new_state)
+        assert moments and len(moments) == len(new_moments)
+        for old, moment in zip(moments, new_moments, strict=True):
+            touched = _unchanged_outside(old, moment, wiring, dead)
+            for path, where in touched.items():
+                np.testing.assert_array_equal(np.asarray(_leaf(moment, path))[where], 0.0)
+        # Step counts are left as they are.
+        counts = [
+            leaf
+            for leaf in jax.tree_util.tree_leaves(state)
+            if jnp.issubdtype(leaf.dtype, jnp.integer)
+        ]
+        new_counts = [
+            leaf
+            for leaf in jax.tree_util.tree_leaves(new_state)
+            if jnp.issubdtype(leaf.dtype, jnp.integer)
+        ]
+        jax.tree.map(np.testing.assert_array_equal, counts, new_counts)
+
+
+def test_flax_nhwc_cnn_flattened_into_dense_zeroes_rows_p_times_c_plus_j():
+    nn = pytest.importorskip("flax.linen")
+
+    class CNN(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.relu(nn.Conv(4, (3, 3))(x))
+            x = x.reshape((x.shape[0], -1))
+            return nn.Dense(3)(x)
+
+    model = CNN()
+    x = _normal(10, (1000, 5, 5, 2))
+    variables = model.init(KEY, x[:2])
+    bias = variables["params"]["Conv_0"]["bias"].at[1].set(-1e3)
+    variables = {
+        "params": {**variables["params"], "Conv_0": {**variables["params"]["Conv_0"], "bias": bias}}
+    }
+    wiring = lj.unit_wiring(model.apply)(variables, x[:2])
+    (name,) = wiring
+    conv = wiring[name]
+    assert conv.revivable
+    (out,) = conv.outgoing
+    assert out.path == "params/Dense_0/kernel" and out.axis == 0
+    np.testing.assert_array_equal(out.units, np.tile(np.arange(4), 25))  # row p * C + j
+    dead = _dead(model.apply, variables, x)
+    assert dead[name].tolist() == [False, True, False, False]
+    new, _ = lj.revive(model.apply)(jax.random.key(5), dead, variables, x[:2])
+    kernel = new["params"]["Dense_0"]["kernel"]
+    zeroed = np.asarray((kernel == 0).all(axis=1))
+    np.testing.assert_array_equal(zeroed, np.arange(100) % 4 == 1)
+    np.testing.assert_array_equal(jax.jit(model.apply)(new, x), jax.jit(model.apply)(variables, x))
+
+
+def test_equinox_mlp_and_nchw_conv():
+    eqx = pytest.importorskip("equinox")
+    model = eqx.nn.MLP(6, 2, 8, 2, key=KEY)
+    forward = lambda m, x: jax.vmap(m)(x)  # noqa: E731
+    x = _normal(11, (1000, 6))
+    model = eqx.tree_at(lambda m: m.layers[0].bias, model, model.layers[0].bias.at[2].set(-1e3))
+    wiring = lj.unit_wiring(forward)(model, x[:2])
+    first = wiring["layers/0"]
+    assert [(s.path, s.axis, s.role) for s in first.incoming] == [
+        ("layers/0/weight", 0, "weight"),
+        ("layers/0/bias", 0, "bias"),
+    ]
+    assert [(s.path, s.axis) for s in first.outgoing] == [("layers/1/weight", 1)]
+    dead = _dead(forward, model, x, jit=eqx.filter_jit)
+    new, _ = lj.revive(forward)(jax.random.key(6), dead, model, x[:2])
+    np.testing.assert_array_equal(new.layers[1].weight[:, 2], 0.0)
+    run = eqx.filter_jit(forward)
+    np.testing.assert_array_equal(run(new, x), run(model, x))
+
+    conv = eqx.nn.Conv2d(2, 3, 3, key=KEY)
+    head = eqx.nn.Linear(3, 1, key=KEY)
+
+    def net(params, x):  # NCHW per example, pooled over positions, then a dense head
+        conv, head = params
+        h = jax.nn.relu(conv(x))
+        return head(h.mean(axis=(1, 2)))
+
+    batched = lambda p, x: jax.vmap(net, in_axes=(None, 0))(p, x)  # noqa: E731
+    conv = eqx.tree_at(lambda c: c.bias, conv, conv.bias.at[0].set(-1e3))
+    xs = _normal(12, (50, 2, 6, 6))
+    wiring = lj.unit_wiring(batched)((conv, head), xs[:2])
+    (site,) = wiring.values()
+    assert site.revivable, site.reason
+    assert (site.incoming[0].path, site.incoming[0].axis) == ("0/weight", 0)  # OIHW
+    assert [(s.path, s.axis) for s in site.outgoing] == [("1/weight", 1)]
+    dead = _dead(batched, (conv, head), xs, jit=eqx.filter_jit, unit_axis=1)
+    new, _ = lj.revive(batched)(jax.random.key(7), dead, (conv, head), xs[:2])
+    run = eqx.filter_jit(batched)
+    np.testing.assert_array_equal(run(new, xs), run((conv, head), xs))
+
+
+def test_haiku_mlp():
+    hk = pytest.importorskip("haiku")
+    model = hk.without_apply_rng(hk.transform(lambda x: hk.nets.MLP([8, 8, 2])(x)))
+    x = _normal(13, (1000, 6))
+    params = model.init(KEY, x[:2])
+    params["mlp/~/linear_0"]["b"] = params["mlp/~/linear_0"]["b"].at[4].set(-1e3)
+    wiring = lj.unit_wiring(model.apply)(params, x[:2])
+    assert wiring["mlp/~/linear_0"].outgoing[0].path == "mlp/~/linear_1/w"
+    dead = _dead(model.apply, params, x)
+    new, _ = lj.revive(model.apply)(jax.random.key(8), dead, params, x[:2])
+    np.testing.assert_array_equal(new["mlp/~/linear_1"]["w"][4], 0.0)
+    np.testing.assert_array_equal(jax.jit(model.apply)(new, x), jax.jit(model.apply)(params, x))
+
+
+def test_residual_block_inner_site_revivable_stream_refused():
+    def block(p, x):
+        h = jax.nn.relu(x @ p["a"])
+        inner = jax.nn.relu(h @ p["b"])
+        return jax.nn.relu(h + inner @ p["c"]) @ p["d"]
+
+    p = {k: _normal(i, (4, 4)) for i, k in enumerate("abcd")}
+    wiring = lj.unit_wiring(block)(p, _normal(20, (3, 4)))
+    assert not wiring["a"].revivable and "residual" in wiring["a"].reason
+    assert wiring["b"].revivable
+    stream = [w for name, w in wiring.items() if name not in ("a", "b")]
+    assert len(stream) == 1 and not stream[0].revivable
+    assert "other than its own parameter slices" in stream[0].reason
+    with pytest.raises(ValueError, match="cannot be revived.*residual"):
+        lj.revive(block)(KEY, {"a": jnp.zeros(4, bool)}, p, _normal(20, (3, 4)))
+
+
+def test_unsupported_structure_is_refused_with_a_reason():
+    nn = pytest.importorskip("flax.linen")
+
+    class Norms(nn.Module):
+        @nn.compact
+        def __call__(self, x, train=True):
+            h = nn.relu(nn.BatchNorm(use_running_average=not train)(nn.Dense(4)(x)))
+            h = nn.LayerNorm()(nn.relu(nn.Dense(4)(h)))
+            return nn.Dense(1)(jax.nn.relu(h))
+
+    x = _normal(21, (8, 3))
+    variables = Norms().init(KEY, x)
+    wiring = lj.unit_wiring(Norms().apply)(variables, x, mutable=["batch_stats"])
+    reasons = [w.reason for w in wiring.values()]
+    assert not any(w.revivable for w in wiring.values())
+    assert "normalization" in reasons[0]  # BatchNorm's statistics: not supported yet
+    assert "reduced over units" in reasons[1] or "residual" in reasons[1]  # LayerNorm after it
+    assert "output" in reasons[2] or "other than" in reasons[2]
+
+    def stacked(params, x):
+        return jax.lax.scan(lambda h, w: (jax.nn.relu(h @ w), None), x, params)[0] @ jnp.ones(
+            (4, 1)
+        )
+
+    (w,) = lj.unit_wiring(stacked)(jnp.ones((3, 4, 4)), jnp.ones((2, 4))).values()
+    assert not w.revivable and "control flow" in w.reason
+
+
+def test_bad_masks_are_clear_errors():
+    x = _normal(22, (16, 6))
+    revive = lj.revive(mlp)
+    with pytest.raises(ValueError, match="'nope', which is not a site; the sites are"):
+        revive(KEY, {"nope": jnp.zeros(8, bool)}, MLP, x)
+    with pytest.raises(ValueError, match=r"must have shape \(8,\)"):
+        revive(KEY, {"hidden": jnp.zeros(3, bool)}, MLP, x)
+    with pytest.raises(TypeError, match="must be a bool mask"):
+        revive(KEY, {"hidden": jnp.zeros(8)}, MLP, x)
+    with pytest.raises(TypeError, match="`dead` must be a dict"):
+        revive(KEY, [jnp.zeros(8, bool)], MLP, x)
+    with pytest.raises(TypeError, match="`argnums` must be"):
+        lj.unit_wiring(mlp, argnums="params")
+
+    def split(first, last, x):  # the consuming layer in another argument
+        return mlp({**first, "out": last}, x)
+
+    first = {k: MLP[k] for k in ("hidden", "deep")}
+    (reason,) = {w.reason for w in [lj.unit_wiring(split)(first, MLP["out"], x)["deep"]]}
+    assert reason == "a parameter it needs is not in `argnums`"
+    both = lj.unit_wiring(split, argnums=(0, 1))(first, MLP["out"], x)["deep"]
+    assert both.revivable and both.outgoing[0].path == "1/w"
