@@ -4,8 +4,9 @@ tests on the second core instead of after them.
 
 A test marked ``@pytest.mark.background(command=f)`` (``f(**the test's parameters)`` gives a
 :class:`Command`) takes the ``background_run`` fixture: the finished run of its command.
-tests/conftest.py starts the commands of the selected tests, one at a time, in the order of
-the tests; a command the test asks for before it has started runs at once instead.
+tests/conftest.py starts the commands of the selected tests, one at a time (the ones marked
+``first`` first), and runs those tests last, when their commands have had the session to
+finish; a command that a test asks for before it has started runs at once instead.
 """
 
 from __future__ import annotations
@@ -24,12 +25,19 @@ from collections.abc import Iterable
 @dataclasses.dataclass(frozen=True)
 class Command:
     """``argv`` run in ``cwd`` (None: a fresh directory of its own) with ``env`` added to the
-    environment."""
+    environment; ``first``: started before the others (the longest ones)."""
 
     argv: tuple[str, ...]
     cwd: str | None = None
     env: tuple[tuple[str, str], ...] = ()
     timeout: float = 600.0
+    first: bool = False
+
+
+def tree_first_on_path(root: pathlib.Path) -> tuple[str, str]:
+    """PYTHONPATH with ``root`` first, so that the command imports the leakyjax the tests
+    import: the source tree's, or the installed one where the tree has none (CI)."""
+    return ("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +56,7 @@ class Runner:
         self._runs: dict[Command, concurrent.futures.Future[Run]] = {}
         self._processes: list[subprocess.Popen] = []
         self._lock = threading.Lock()
-        self._root = pathlib.Path(tempfile.mkdtemp(prefix="leakyjax-tests-"))
+        self._root: pathlib.Path | None = None  # the commands' directories, made when needed
         self._stopped = False
 
     def start(self, commands: Iterable[Command]) -> None:
@@ -72,13 +80,16 @@ class Runner:
                 if process.poll() is None:
                     process.kill()
         self._pool.shutdown(wait=True)
-        shutil.rmtree(self._root, ignore_errors=True)
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
 
     def _run(self, command: Command) -> Run:
-        cwd = pathlib.Path(command.cwd or tempfile.mkdtemp(dir=self._root))
         with self._lock:
             if self._stopped:
                 raise RuntimeError("the test session has ended")
+            if command.cwd is None and self._root is None:
+                self._root = pathlib.Path(tempfile.mkdtemp(prefix="leakyjax-tests-"))
+            cwd = pathlib.Path(command.cwd or tempfile.mkdtemp(dir=self._root))
             process = subprocess.Popen(
                 command.argv,
                 cwd=cwd,

@@ -83,6 +83,16 @@ def _background_command(item):
 
 
 @pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    # The tests whose work runs in the background go last, the longest commands first.
+    def order(item):
+        command = _background_command(item)
+        return (0, False) if command is None else (1, not command.first)
+
+    items.sort(key=order)  # stable: in each group, the collection order
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session):
     if session.config.option.collectonly:
         return

@@ -8,6 +8,7 @@ its own shard of the batch, merged across processes with ``tracker.merge`` after
 
     python tests/multiprocess_worker.py OUT.npz --devices 2                    # one process
     python tests/multiprocess_worker.py OUT.npz --processes 2 --process-id I --port P
+    python tests/multiprocess_worker.py --all DIR   # every run the test compares, into DIR
 
 Exit code 77: this JAX cannot run CPU collectives with gloo (the test skips).
 """
@@ -15,15 +16,63 @@ Exit code 77: this JAX cannot run CPU collectives with gloo (the test skips).
 from __future__ import annotations
 
 import argparse
+import os
+import pathlib
+import socket
+import subprocess
 import sys
+import time
 
 GLOO_UNAVAILABLE = 77
 STEPS, BATCH, LR, SIZES = 12, 256, 0.05, (64, 128, 128, 10)
+TIMEOUT_S = 180  # for each group of processes run together
+# --all's outputs in DIR: the two processes of one run, then one process with two devices
+# (the same mesh) and one with one device.
+TWO_PROCESSES = ("process0.npz", "process1.npz")
+ONE_PROCESS = ("one_process_two_devices.npz", "one_process_one_device.npz")
+
+
+def run_all(out: pathlib.Path) -> int:
+    """Two processes on 127.0.0.1, then the single-process references, two at a time; each
+    group is killed on a timeout or a failure, so that a process left waiting for its peer
+    does not outlive the run. Returns the first nonzero exit code (or 0)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    two = [
+        [str(out / name), "--processes", "2", "--process-id", str(i), "--port", str(port)]
+        for i, name in enumerate(TWO_PROCESSES)
+    ]
+    one = [
+        [str(out / name), "--devices", str(n)] for name, n in zip(ONE_PROCESS, (2, 1), strict=True)
+    ]
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)  # each process sets its own device count
+    for group in (two, one):
+        procs = [subprocess.Popen([sys.executable, __file__, *args], env=env) for args in group]
+        deadline = time.monotonic() + TIMEOUT_S
+        try:
+            for proc in procs:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"a process did not finish within {TIMEOUT_S} s", flush=True)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        codes = [proc.returncode for proc in procs]
+        if GLOO_UNAVAILABLE in codes:
+            return GLOO_UNAVAILABLE
+        if any(codes):
+            return next(code for code in codes if code)
+    return 0
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
+    parser.add_argument("--all", action="store_true", help="every run, into the directory OUT")
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--process-id", type=int, default=0)
     parser.add_argument("--port", type=int, default=0)
@@ -56,6 +105,8 @@ def start_jax(args: argparse.Namespace):
 
 def main(argv: list[str]) -> None:
     args = parse(argv)
+    if args.all:
+        sys.exit(run_all(pathlib.Path(args.out)))
     jax = start_jax(args)
     import jax.numpy as jnp
     import numpy as np

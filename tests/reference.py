@@ -5,7 +5,9 @@ slope and ``grad_at_zero`` rounded to that dtype first. The platform's treatment
 numbers is an explicit argument, ``flush``: XLA on CPU treats a subnormal operand of an
 arithmetic operation or a compare as zero and flushes a subnormal result to zero (of the same
 sign), for float32, bfloat16 and float64; a select passes its operand through unchanged.
-float16 is computed in float32 there, where its subnormals are ordinary numbers. ``FLUSHES``
+float16 is computed in float32 there, where its subnormals are ordinary numbers; so is
+bfloat16, whose product is flushed when it is subnormal in float32, before it is rounded to
+bfloat16 (where 2**-126 - 2**-134 would round up to the smallest normal number). ``FLUSHES``
 records this, and ``tests/test_properties.py`` checks it against the platform.
 """
 
@@ -96,7 +98,10 @@ def leaky_relu(
     seen = flush_to_zero(x) if flush else x  # what arithmetic and compares see
     with np.errstate(all="ignore"):
         negative, positive = seen < 0, seen > 0
-        product = (a * x).astype(dtype)  # exactly rounded in dtype (ml_dtypes for bfloat16)
+        if flush and dtype == ml_dtypes.bfloat16:  # computed in float32, flushed there
+            product = flush_to_zero(a.astype(np.float32) * x.astype(np.float32)).astype(dtype)
+        else:
+            product = (a * x).astype(dtype)  # exactly rounded in dtype
         if flush:
             zero = np.copysign(np.zeros_like(product, dtype=np.float64), product.astype(np.float64))
             product = np.where(tiny_product(a, seen, dtype), zero.astype(dtype), product)

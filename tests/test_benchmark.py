@@ -5,7 +5,7 @@ import pathlib
 import sys
 
 import pytest
-from background import Command
+from background import Command, tree_first_on_path
 
 from leakyjax import benchmark
 
@@ -16,7 +16,7 @@ MODEL_KINDS = ("MLP", "CNN + BatchNorm", "CNN, no BatchNorm", "transformer block
 
 def _help(flags: tuple[str, ...]) -> Command:
     argv = (sys.executable, *flags, "-m", "leakyjax.benchmark", "--help")
-    return Command(argv, env=(("PYTHONPATH", str(ROOT)),), timeout=120)
+    return Command(argv, env=(tree_first_on_path(ROOT),), timeout=120)
 
 
 @pytest.mark.background(command=_help)

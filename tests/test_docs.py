@@ -33,6 +33,7 @@ import types
 import urllib.parse
 
 import pytest
+from background import Command, tree_first_on_path
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -48,11 +49,11 @@ def _pages() -> list[pathlib.Path]:
     return [p for p in pages if p.name not in TESTED_ELSEWHERE and BLOCK.search(p.read_text())]
 
 
-def _blocks(page: pathlib.Path) -> list[tuple[str, str | None]]:
+def page_blocks(page: pathlib.Path) -> list[tuple[str, str | None]]:
     return [(m["code"], m["xfail"]) for m in BLOCK.finditer(page.read_text())]
 
 
-def _run(page: pathlib.Path, blocks: list[tuple[str, str | None]]) -> None:
+def run_blocks(page: pathlib.Path, blocks: list[tuple[str, str | None]]) -> None:
     """Runs the blocks in order in one namespace, first skipping for a missing framework."""
     for code, _ in blocks:
         for node in ast.walk(ast.parse(code)):
@@ -77,30 +78,43 @@ def _run(page: pathlib.Path, blocks: list[tuple[str, str | None]]) -> None:
 
 def _cases():
     for page in _pages():
-        blocks = _blocks(page)
+        blocks = page_blocks(page)
+        runs = [i for i, (_, xfail) in enumerate(blocks) if xfail is None]
         name = str(page.relative_to(DOCS))
-        yield pytest.param(page, [b for b in blocks if b[1] is None], id=name)
+        yield pytest.param(page, tuple(runs), id=name)
         for index, (_, reason) in enumerate(blocks):
             if reason is not None:
                 # The blocks before it, then it: it must fail until the reason is fixed.
-                before = [b for b in blocks[:index] if b[1] is None]
+                before = [i for i in runs if i < index]
                 yield pytest.param(
                     page,
-                    [*before, blocks[index]],
+                    (*before, index),
                     id=f"{name}-xfail-block{index + 1}",
                     marks=pytest.mark.xfail(strict=True, reason=reason),
                 )
 
 
-@pytest.mark.parametrize(("page", "blocks"), list(_cases()))
-def test_code_blocks_run(page, blocks):
-    _run(page, blocks)
+SKIPPED = 75  # tests/run_doc_blocks.py's exit code for a framework that is not installed
+
+
+def _blocks_run(page: pathlib.Path, indices: tuple[int, ...]) -> Command:
+    # A process of its own per page: the pages run beside the in-process tests.
+    argv = (sys.executable, str(ROOT / "tests" / "run_doc_blocks.py"), str(page))
+    return Command((*argv, *map(str, indices)), cwd=str(ROOT), env=(tree_first_on_path(ROOT),))
+
+
+@pytest.mark.background(command=_blocks_run)
+@pytest.mark.parametrize(("page", "indices"), list(_cases()))
+def test_code_blocks_run(page, indices, background_run):
+    if background_run.returncode == SKIPPED:
+        pytest.skip(background_run.output.strip().splitlines()[-1])
+    assert background_run.returncode == 0, background_run.output[-5000:]
 
 
 def test_every_guide_has_code():
     guides = sorted(DOCS.glob("guides/*.md"))
     assert [p.stem for p in guides] == ["equinox", "flax_linen", "flax_nnx", "haiku", "jax"]
-    assert all(_blocks(p) for p in guides)
+    assert all(page_blocks(p) for p in guides)
 
 
 RECIPE = "### Recipe: fix dying ReLUs in a model you already have"

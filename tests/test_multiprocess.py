@@ -8,88 +8,45 @@ simulated devices compute the same bits. One process with 1 device sums the batc
 another order: equal to rounding only.
 """
 
-import os
 import pathlib
-import socket
-import subprocess
 import sys
 
 import numpy as np
 import pytest
+from background import RUNNER, Command, tree_first_on_path
+from multiprocess_worker import BATCH, GLOO_UNAVAILABLE, ONE_PROCESS, STEPS, TWO_PROCESSES
 
 pytest.importorskip("sklearn")
 
 HERE = pathlib.Path(__file__).parent
 WORKER = HERE / "multiprocess_worker.py"
-TIMEOUT_S = 180
-GLOO_UNAVAILABLE = 77  # the worker's exit code when this JAX has no gloo CPU collectives
-STEPS, BATCH = 12, 256  # as in the worker
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _runs() -> Command:
+    # Every process the tests compare, started by the worker script (in the background, see
+    # tests/background.py), writing into a directory of its own.
+    env = (tree_first_on_path(HERE.parent),)
+    return Command((sys.executable, str(WORKER), "--all", "."), env=env, first=True)
 
 
-def _start(out: pathlib.Path, *flags: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]),
-    }
-    env.pop("XLA_FLAGS", None)  # the worker sets its own device count
-    return subprocess.Popen(
-        [sys.executable, str(WORKER), str(out), *flags],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _finish(procs: list[subprocess.Popen]) -> list[str]:
-    """Waits for every process (at most TIMEOUT_S in all); kills them all on a timeout or
-    a failure, so that a process left waiting for its peer does not outlive the test."""
-    logs = []
-    try:
-        for proc in procs:
-            logs.append(proc.communicate(timeout=TIMEOUT_S)[0])
-    except subprocess.TimeoutExpired:
-        for proc in procs:
-            proc.kill()
-        pytest.fail(f"a worker did not finish within {TIMEOUT_S} s")
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    codes = [proc.returncode for proc in procs]
-    if GLOO_UNAVAILABLE in codes:
-        pytest.skip("this JAX cannot run CPU collectives with gloo: " + logs[0][-500:])
-    for code, log in zip(codes, logs, strict=True):
-        assert code == 0, log[-4000:]
-    return logs
+pytestmark = pytest.mark.background(command=_runs)
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, list[dict[str, np.ndarray]]]:
-    tmp = tmp_path_factory.mktemp("multiprocess")
-    port = _free_port()
-    two = [tmp / f"process{i}.npz" for i in range(2)]
-    _finish(
-        [
-            _start(out, "--processes", "2", "--process-id", str(i), "--port", str(port))
-            for i, out in enumerate(two)
-        ]
-    )
-    one = [tmp / "one_process_two_devices.npz", tmp / "one_process_one_device.npz"]
-    _finish([_start(one[0], "--devices", "2"), _start(one[1], "--devices", "1")])
+def runs() -> dict[str, list[dict[str, np.ndarray]]]:
+    run = RUNNER.result(_runs())
+    if run.returncode == GLOO_UNAVAILABLE:
+        pytest.skip("this JAX cannot run CPU collectives with gloo: " + run.output[-500:])
+    assert run.returncode == 0, run.output[-4000:]
 
-    def load(path: pathlib.Path) -> dict[str, np.ndarray]:
-        with np.load(path) as f:
+    def load(name: str) -> dict[str, np.ndarray]:
+        with np.load(run.cwd / name) as f:
             return dict(f)
 
-    return {"2 processes": [load(p) for p in two], "1 process": [load(p) for p in one]}
+    return {
+        "2 processes": [load(name) for name in TWO_PROCESSES],
+        "1 process": [load(name) for name in ONE_PROCESS],
+    }
 
 
 def _assert_same_bits(a: dict, b: dict) -> None:

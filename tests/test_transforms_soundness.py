@@ -12,14 +12,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import normal
 
 import leakyjax as lj
 
 pytestmark = pytest.mark.usefixtures("no_warnings")
 
 KEY = jax.random.key(16)
-W = jax.random.normal(KEY, (4, 8))
-X = jax.random.normal(jax.random.fold_in(KEY, 1), (16, 4))
+W = normal(16, (4, 8))
+X = normal(17, (16, 4))
 
 
 def _equal(a, b):
@@ -32,7 +33,7 @@ def mlp(params, x, act=jax.nn.relu):
     return x @ params[-1]
 
 
-PARAMS = [W, jax.random.normal(jax.random.fold_in(KEY, 2), (8, 8)), jnp.ones((8, 1))]
+PARAMS = [W, normal(18, (8, 8)), jnp.ones((8, 1))]
 
 # --- 1. Every inexact real dtype is a float site -----------------------------------------
 

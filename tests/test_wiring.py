@@ -1,27 +1,17 @@
 """unit_wiring and revive: units followed by data flow, dead units revived without changing
 the function (issue 18, first part)."""
 
-import warnings
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import normal as _normal
 
 import leakyjax as lj
 
+pytestmark = pytest.mark.usefixtures("no_warnings")
+
 KEY = jax.random.key(18)
-
-
-@pytest.fixture(autouse=True)
-def no_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        yield
-
-
-def _normal(i, shape):
-    return jax.random.normal(jax.random.fold_in(KEY, i), shape)
 
 
 def mlp(params, x):
