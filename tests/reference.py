@@ -5,9 +5,10 @@ slope and ``grad_at_zero`` rounded to that dtype first. The platform's treatment
 numbers is an explicit argument, ``flush``: XLA on CPU treats a subnormal operand of an
 arithmetic operation or a compare as zero and flushes a subnormal result to zero (of the same
 sign), for float32, bfloat16 and float64; a select passes its operand through unchanged.
-float16 is computed in float32 there, where its subnormals are ordinary numbers; so is
-bfloat16, whose product is flushed when it is subnormal in float32, before it is rounded to
-bfloat16 (where 2**-126 - 2**-134 would round up to the smallest normal number). ``FLUSHES``
+float16 is computed in float32 there, where its subnormals are ordinary numbers. A product
+is flushed when its exact value is below the smallest normal number, before it is rounded
+(bfloat16's 2**-126 - 2**-134 and float64's 2**-1022 - 2**-1075 would round up to the
+smallest normal number; XLA gives 0): ``tiny_product``. ``FLUSHES``
 records this, and ``tests/test_properties.py`` checks it against the platform.
 """
 
@@ -98,11 +99,8 @@ def leaky_relu(
     seen = flush_to_zero(x) if flush else x  # what arithmetic and compares see
     with np.errstate(all="ignore"):
         negative, positive = seen < 0, seen > 0
-        if flush and dtype == ml_dtypes.bfloat16:  # computed in float32, flushed there
-            product = flush_to_zero(a.astype(np.float32) * x.astype(np.float32)).astype(dtype)
-        else:
-            product = (a * x).astype(dtype)  # exactly rounded in dtype
-        if flush:
+        product = (a * x).astype(dtype)  # exactly rounded in dtype
+        if flush:  # a product below the smallest normal number before rounding is flushed
             zero = np.copysign(np.zeros_like(product, dtype=np.float64), product.astype(np.float64))
             product = np.where(tiny_product(a, seen, dtype), zero.astype(dtype), product)
             product = flush_to_zero(product)

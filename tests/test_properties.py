@@ -91,18 +91,24 @@ def test_zero_slope_may_write_subnormals_as_zero():
     assert reference.same_bits(lj.leaky_relu(x, 0.0), np.array([0.0, -0.0], np.float32))
 
 
-def test_bfloat16_products_are_flushed_in_float32():
-    """What the reference's bfloat16 product models: (1 - 2**-8) * 2**-126 is subnormal in
-    float32, where XLA on CPU computes it (and flushes it), though in bfloat16 it rounds (a
-    tie, to even) up to the smallest normal number."""
-    if not flushes(ml_dtypes.bfloat16):
-        pytest.skip("this platform does not flush bfloat16 subnormals")
-    x = np.array([-(1 - 2**-8)], ml_dtypes.bfloat16)
-    slope = np.asarray(-(2.0**-126), ml_dtypes.bfloat16)
-    assert float((slope * x)[0]) == 2.0**-126  # correctly rounded
+@pytest.mark.parametrize("dtype", [ml_dtypes.bfloat16, np.float32, np.float64], ids=str)
+def test_products_are_flushed_before_rounding(dtype):
+    """What the reference's flush models: the exact product (1 - 2**-p) * tiny (p the
+    dtype's significand bits) is below the smallest normal number, so XLA on CPU flushes it,
+    though it rounds (a tie, to even) up to that number. bfloat16 is computed in float32,
+    where it is subnormal; float32 and float64 decide before rounding."""
+    dtype = np.dtype(dtype)
+    if not flushes(dtype):
+        pytest.skip(f"this platform does not flush {dtype} subnormals")
+    bits = ml_dtypes.finfo(dtype).nmant + 1
+    x = np.array([-(1 - 2.0**-bits)], dtype)
+    slope = np.asarray(-reference.tiny(dtype), dtype)
+    assert float((slope * x)[0]) == reference.tiny(dtype)  # correctly rounded
     y = reference.leaky_relu(x, slope, flush=True)[0]
-    assert reference.same_bits(y, np.zeros(1, ml_dtypes.bfloat16))
-    assert reference.same_bits(np.asarray(lj.leaky_relu(jnp.asarray(x), jnp.asarray(slope))), y)
+    assert reference.same_bits(y, np.zeros(1, dtype))
+    with _precision(dtype):
+        out = np.asarray(lj.leaky_relu(jnp.asarray(x), jnp.asarray(slope)))
+    assert reference.same_bits(out, y)
 
 
 def _derivatives(x, a, g):
