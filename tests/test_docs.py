@@ -294,6 +294,17 @@ def test_dead_units_figures_are_the_notebooks():
     ) in text
 
 
+def test_demo_run_time_is_the_committed_runs():
+    """The demo's run time, as the README and the landing page give it: the committed run's,
+    which the notebook's last cell prints (and saves with its results)."""
+    import json
+
+    results = json.loads((ROOT / "notebooks/figures/mlp_demo_results.json").read_text())
+    took = f"the committed run took {round(results['seconds'])} s on 2 CPU cores"
+    for text in (README.read_text(), (DOCS / "index.md").read_text()):
+        assert took in " ".join(text.split())
+
+
 def test_property_case_count_is_the_tests():
     """The number of generated cases the README and the zero-convention page give is the sum
     of the examples the property tests ask for (conftest.py prints the count they ran)."""
