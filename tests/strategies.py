@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 
 import ml_dtypes
 import numpy as np
@@ -13,9 +14,18 @@ from hypothesis.extra import numpy as hnp
 GENERATED = {"cases": 0}  # examples run, reported at the end of the session (conftest.py)
 
 
+# The "default" profile (the README's test command) runs a fifth of each test's cases (the
+# same ones every run); "full" (CI's newest_jax leg) and "explore" run them all.
+FRACTION = {"default": 5}
+
+
 def examples(n: int) -> settings:
-    """``n`` examples under the "ci" profile (the default); at most the profile's under "dev"."""
-    return settings(max_examples=n if settings().max_examples >= 100 else settings().max_examples)
+    """``n`` examples under the "full" and "explore" profiles, ``n // 5`` under "default"
+    and at most the profile's own under "dev"."""
+    profile = os.environ.get("HYPOTHESIS_PROFILE", "default")
+    if settings().max_examples < 100:  # dev
+        return settings(max_examples=settings().max_examples)
+    return settings(max_examples=n // FRACTION.get(profile, 1))
 
 
 def special_values(dtype) -> list[float]:

@@ -1,8 +1,9 @@
 """Property-based tests against the NumPy reference (tests/reference.py), with hypothesis.
 
 Every example runs with ``jax_debug_nans`` on unless its input holds a NaN, so a NaN made
-from non-NaN input (0 * inf, inf - inf) fails the test. Case counts are for the "ci" profile,
-the default; ``HYPOTHESIS_PROFILE=dev`` runs a few of each.
+from non-NaN input (0 * inf, inf - inf) fails the test. Case counts are those of the "full"
+profile (CI's newest_jax leg); the default profile runs a fifth of each, and
+``HYPOTHESIS_PROFILE=dev`` a few.
 """
 
 from __future__ import annotations
