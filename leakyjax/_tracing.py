@@ -78,12 +78,27 @@ def eager_key(fn: Any, args: tuple, kwargs: dict) -> tuple[Any, list[Any]] | Non
             return None
         else:
             signature.append(("static", leaf))
-    key = (treedef, tuple(signature))
     try:
-        hash(key)
-    except TypeError:
+        return _Key((treedef, tuple(signature))), arrays
+    except TypeError:  # an unhashable static leaf
         return None
-    return key, arrays
+
+
+class _Key:
+    """A cache key whose hash is computed once (a dict lookup hashes its key each time, and
+    hashing every array's sharding is most of an eager call's overhead)."""
+
+    __slots__ = ("hash", "value")
+
+    def __init__(self, value: tuple) -> None:
+        self.value = value
+        self.hash = hash(value)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Key) and self.hash == other.hash and self.value == other.value
 
 
 def _plain_scalar(value: Any) -> Any:

@@ -13,7 +13,9 @@ after warm-up, over several rounds, and the median is reported. Prints a table (
    against the same MLP written with ``leakyjax.leaky_relu`` by hand (trace + lower time, first
    call with compilation, step time, and whether they lower to the same program), and the
    overhead of ``track_dead_units`` on a jitted training step (``tracker.update`` through
-   ``value_and_grad(..., has_aux=True)`` against the plain step);
+   ``value_and_grad(..., has_aux=True)`` against the plain step; the tracker always keeps
+   the dormancy scores' sums, so this is its cost with scores), and the cost of one jitted
+   ``revive`` call (every site, an Adam-shaped optimizer state) against the plain step;
 6. the memory of the backward pass by model kind (an MLP, a CNN with and without BatchNorm, a
    transformer block, all in plain JAX): the temporary bytes XLA allocates for
    ``jax.jit(jax.grad(loss))`` (compiled, not run) and the arrays reverse mode saves, for
@@ -327,10 +329,21 @@ def _transforms(layers: int, width: int, batch: int, rounds: int) -> dict[str, d
         )
         return jax.tree.map(lambda p, g: p - 1e-3 * g, params, g), state, loss
 
+    # ReDo as a training loop runs it, jitted: the tracker's masks (half the units of each
+    # layer, traced, so nothing is specialized to them) and an Adam-shaped state (a count,
+    # first and second moments: what optax.adam keeps), whose moments revive resets.
+    dead = {
+        name: jnp.arange(s.active.shape[-1]) % 2 == 0 for name, s in tracker.result(state).items()
+    }
+    moments = jax.tree.map(jnp.zeros_like, params)
+    opt_state = (jnp.zeros((), jnp.int32), moments, moments)
+    revive = jax.jit(lj.revive(relu_loss))
+    key = jax.random.key(2)
     train_s = _interleaved(
         {
             "plain": lambda: plain_step(params, state),
             "with tracker.update": lambda: tracked_step(params, state),
+            "revive": lambda: revive(key, dead, params, x, opt_state=opt_state),
         },
         rounds,
         3,
@@ -487,6 +500,7 @@ def run(
         "leakify first call (trace+compile) vs hand-written": leaky["first_call_s"]["leakify"]
         / leaky["first_call_s"]["hand-written"],
         "training step with tracker vs without": tracked["with tracker.update"] / tracked["plain"],
+        "revive (jitted, all sites) vs a training step": tracked["revive"] / tracked["plain"],
     }
     for kind, m in result["memory"].items():
         temp = m["temp_bytes"]
@@ -562,9 +576,10 @@ def format_table(result: dict) -> str:
     ]
     lines += [
         "",
-        "| MLP training step (relu) | with tracker.update | plain |",
-        "|---|---|---|",
-        f"| step ms | {tracked['with tracker.update'] * 1e3:.2f} | {tracked['plain'] * 1e3:.2f} |",
+        "| MLP training step (relu), ms | with tracker.update | plain | one revive call |",
+        "|---|---|---|---|",
+        f"| ms per call (lower is better) | {tracked['with tracker.update'] * 1e3:.2f} | "
+        f"{tracked['plain'] * 1e3:.2f} | {tracked['revive'] * 1e3:.2f} |",
     ]
     lines += [
         "",

@@ -12,9 +12,7 @@ import pytest
 # full counts with fresh random cases; "dev" runs at most 50 per test for quick local
 # iteration. Choose one with HYPOTHESIS_PROFILE=explore pytest.
 for _name in ("default", "full"):
-    hypothesis.settings.register_profile(
-        _name, deadline=None, derandomize=True, print_blob=True
-    )
+    hypothesis.settings.register_profile(_name, deadline=None, derandomize=True, print_blob=True)
 hypothesis.settings.register_profile("explore", deadline=None, print_blob=True)
 hypothesis.settings.register_profile("dev", deadline=None, max_examples=50)
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "default")
