@@ -333,7 +333,7 @@ def _transforms(layers: int, width: int, batch: int, rounds: int) -> dict[str, d
     # layer, traced, so nothing is specialized to them) and an Adam-shaped state (a count,
     # first and second moments: what optax.adam keeps), whose moments revive resets.
     dead = {
-        name: jnp.arange(s.active.shape[-1]) % 2 == 0 for name, s in tracker.result(state).items()
+        name: jnp.arange(r.dead.shape[-1]) % 2 == 0 for name, r in tracker.result(state).items()
     }
     moments = jax.tree.map(jnp.zeros_like, params)
     opt_state = (jnp.zeros((), jnp.int32), moments, moments)

@@ -30,8 +30,13 @@ def test_transforms_measurement_runs_tiny(tiny_benchmark):
     # jit(grad(leakify(f))) lowers to the hand-written model's program: same compile, same step.
     assert tiny_benchmark["transforms"]["leakify"]["same_program"]
     table = benchmark.format_table(tiny_benchmark)
-    for row in ("leakify step time vs hand-written", "training step with tracker vs without"):
+    for row in (
+        "leakify step time vs hand-written",
+        "training step with tracker vs without",
+        "revive (jitted, all sites) vs a training step",
+    ):
         assert row in table
+    assert tiny_benchmark["ratios"]["revive (jitted, all sites) vs a training step"] > 0
     eager = tiny_benchmark["transforms"]["eager_call_s"]
     assert set(eager) == {"leakify(jax.jit(f))", "jax.jit(twin)", "leakify(f)", "jax.grad(f)", "f"}
     assert all(t > 0 for t in eager.values())
