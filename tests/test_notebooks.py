@@ -14,11 +14,17 @@ HERE = pathlib.Path(__file__).parent
 NOTEBOOKS = HERE.parent / "notebooks"
 
 
+# Notebooks whose full run takes minutes run a small configuration here, which the
+# environment variable selects; their committed outputs are the full run's.
+SMALL = {"plasticity.ipynb": ("LEAKYJAX_PLASTICITY_SMALL", "1")}
+
+
 def _run(name: str) -> Command:
     # In a scratch directory of its own, so the committed figures are left alone.
+    small = (SMALL[name],) if name in SMALL else ()
     return Command(
         (sys.executable, str(HERE / "run_notebook.py"), str(NOTEBOOKS / name)),
-        env=(tree_first_on_path(HERE.parent),),  # for the kernel too
+        env=(tree_first_on_path(HERE.parent), *small),  # for the kernel too
         timeout=1800,
         first=True,
     )
@@ -27,7 +33,14 @@ def _run(name: str) -> Command:
 @pytest.mark.slow
 @pytest.mark.background(command=_run)
 @pytest.mark.parametrize(  # the longest first: they start in this order
-    "name", ["mlp_demo.ipynb", "dead_units.ipynb", "tour.ipynb", "data_parallel.ipynb"]
+    "name",
+    [
+        "mlp_demo.ipynb",
+        "plasticity.ipynb",
+        "dead_units.ipynb",
+        "tour.ipynb",
+        "data_parallel.ipynb",
+    ],
 )
 def test_notebook_runs(name, background_run):
     assert background_run.returncode == 0, background_run.output[-5000:]
