@@ -36,8 +36,8 @@ def _run(name: str) -> Command:
     "name",
     [
         "mlp_demo.ipynb",
-        "plasticity.ipynb",
         "dead_units.ipynb",
+        "plasticity.ipynb",
         "tour.ipynb",
         "data_parallel.ipynb",
     ],
@@ -55,3 +55,14 @@ def test_notebook_runs(name, background_run):
         assert results["shock"]["relu"]["dead_hidden1"] == [1.0, 1.0, 1.0]
         assert min(results["shock"]["leakified"]["dead_hidden1"]) >= 0.9
         assert min(results["shock"]["leakified"]["test_acc"]) >= 0.9
+    if name == "plasticity.ipynb":  # the small configuration: 200,000 examples, 12 runs
+        results = json.loads((figures / "plasticity_results.json").read_text())
+        assert results["config"]["small"] and results["runs"] == 12
+        curves, baseline = results["curves"], results["linear_baseline"]
+        late = {n: sum(c[5:]) / len(c[5:]) for n, c in curves.items()}  # second half
+        dead = results["dead_fraction"]["relu"]
+        assert dead[-1] >= dead[0] + 0.2  # ReLU's units die
+        assert late["relu"] > sum(curves["relu"][:2]) / 2 + 0.05  # and its error grows
+        for method in ("revive", "cbp"):  # revival keeps it below ReLU's and the baseline
+            assert late[method] < min(late["relu"], baseline) - 0.1, method
+        assert results["revived_per_run"] > 0
