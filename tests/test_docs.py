@@ -524,6 +524,7 @@ def _check_offline(site, url, page):
         ("transforms.html", 1, 0),
         ("notebooks/mlp_demo.html", 0, 4),
         ("notebooks/dead_units.html", 0, 2),
+        ("notebooks/plasticity.html", 0, 1),
     ],
 )
 def test_page_in_browser(site, browser, path, min_math, min_images, tmp_path):
