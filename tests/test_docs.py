@@ -294,6 +294,38 @@ def test_dead_units_figures_are_the_notebooks():
     ) in text
 
 
+def test_plasticity_figures_are_the_notebooks():
+    """The README's figures from notebooks/plasticity.ipynb are those of its committed full
+    run (whose claims its last cell checks; test_notebooks.py runs it again, small)."""
+    import json
+
+    results = json.loads((ROOT / "notebooks/figures/plasticity_results.json").read_text())
+    assert not results["config"]["small"] and results["runs"] == 30
+    assert results["config"]["examples"] == 1_000_000 and results["bin_size"] == 20_000
+    curves = results["curves"]
+
+    def last(name: str) -> str:  # the mean of the last 5 bins, the last 100,000 examples
+        return f"{sum(curves[name][-5:]) / 5:.2f}"
+
+    text = " ".join(README.read_text().split())
+    assert (
+        f"ReLU backprop's error rises from {curves['relu'][0]:.2f} to {last('relu')} (last "
+        f"100,000 examples) and stays above a linear learner's "
+        f"{results['linear_baseline']:.2f} from {results['crossings']['relu']:,} examples on; "
+        f"`leakify` does not help ({last('leakify')}); `revive` of the dead units every "
+        f"{results['config']['revive_every']:,} examples"
+    ) in text
+    assert (
+        results["crossings"]["revive"] is None
+        and max(curves["revive"]) < results["linear_baseline"]
+    )
+    assert (
+        f"keeps it below the baseline throughout ({last('revive')} at the end; "
+        f"{last('revive N=2,000')} reviving every 2,000)"
+    ) in text
+    assert f"continual backprop built on `unit_wiring` at {last('cbp')}." in text
+
+
 def test_demo_run_time_is_the_committed_runs():
     """The demo's run time, as the README and the landing page give it: the committed run's,
     which the notebook's last cell prints (and saves with its results)."""
@@ -414,7 +446,10 @@ def test_site_pages(site):
         "changelog.html",
         "search.html",
         *(f"guides/{g}.html" for g in ("jax", "flax_nnx", "flax_linen", "equinox", "haiku")),
-        *(f"notebooks/{n}.html" for n in ("tour", "mlp_demo", "data_parallel", "dead_units")),
+        *(
+            f"notebooks/{n}.html"
+            for n in ("tour", "mlp_demo", "data_parallel", "dead_units", "plasticity")
+        ),
     }
     assert expected <= pages, expected - pages
 
@@ -489,6 +524,7 @@ def _check_offline(site, url, page):
         ("transforms.html", 1, 0),
         ("notebooks/mlp_demo.html", 0, 4),
         ("notebooks/dead_units.html", 0, 2),
+        ("notebooks/plasticity.html", 0, 1),
     ],
 )
 def test_page_in_browser(site, browser, path, min_math, min_images, tmp_path):
