@@ -189,7 +189,8 @@ def find_wiring(
     found = _sites.find(flat, leaf_paths, patterns, frozenset(HANDLERS))
     chosen = _chosen(fn_name, found, selection)
     params = _parameter_paths(traced.input_paths, argnums)
-    analysis = _Analysis(flat.jaxpr, params)
+    data = {i for i, p in enumerate(leaf_paths) if p is None}
+    analysis = _Analysis(flat.jaxpr, params, data)
     return {site.name: analysis.wire(site) for site in chosen}
 
 
@@ -279,14 +280,25 @@ _UNARY = _MOVES | frozenset(
     }
 )
 _SCALING = frozenset({"mul", "div"})  # by a value without units: dropout, a scale
+_BINARY = frozenset({"add", "sub", "mul", "div", "max", "min", "pow"})
+_LAYOUT = _MOVES | frozenset({"broadcast_in_dim", "reshape", "transpose", "squeeze", "expand_dims"})
+_PER_UNIT_REDUCTIONS = frozenset({"reduce_sum", "reduce_max", "reduce_min"})
+# What a pre-activation is followed back through, to its product.
+_ELEMENTWISE_BACK = _UNARY | _BINARY | _LAYOUT | _PER_UNIT_REDUCTIONS
+_OTHER_INPUT = (
+    "its pre-activation also depends on something other than its own parameter slices (a "
+    "residual input, another layer's output or a shared weight)"
+)
 _MIXING = frozenset({"add", "sub", "max", "min"})
 _REDUCTIONS = frozenset({"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "argmax"})
 
 
 class _Analysis:
-    def __init__(self, jaxpr: jex.Jaxpr, params: dict[int, str]) -> None:
+    def __init__(self, jaxpr: jex.Jaxpr, params: dict[int, str], data: set[int]) -> None:
         self.jaxpr = jaxpr
         self.params = params
+        self.data = data  # the inputs that are data (bare array arguments)
+        self.stream_cache: dict[Any, bool] = {}
         self.invar_index = {v: i for i, v in enumerate(jaxpr.invars)}
         self.producers = {v: e for e in jaxpr.eqns for v in e.outvars}
         self.uses: dict[Any, list[tuple[jex.JaxprEqn, int]]] = {}
@@ -297,6 +309,11 @@ class _Analysis:
 
     def wire(self, site: Site) -> Wiring:
         try:
+            if site.iterations is not None:
+                raise _NotRevivable(
+                    f"inside a scan over {site.iterations} stacked layers (nn.scan, nnx.scan, "
+                    "hk.layer_stack), which unit_wiring does not follow units through yet"
+                )
             if len(site.path) != 1:
                 raise _NotRevivable(
                     "inside control flow (scan, cond or while_loop), which unit_wiring does "
@@ -306,7 +323,7 @@ class _Analysis:
                 raise _NotRevivable(site.reason or "not a float ReLU")
             eqn = self.jaxpr.eqns[site.path[0]]
             x = eqn.invars[site.operand]
-            incoming, labels = self._incoming(x)
+            incoming, labels = self._incoming(x, eqn)
             self.reached = self._reachable(eqn.outvars[0])
             outgoing = self._outgoing(eqn.outvars[0], labels)
             return Wiring(site, tuple(incoming), tuple(outgoing), True, None)
@@ -396,53 +413,132 @@ class _Analysis:
 
     # -- incoming: from the pre-activation back to the producing product ----------------
 
-    def _incoming(self, x: Any) -> tuple[list[UnitSlice], np.ndarray]:
-        chain: list[tuple[jex.JaxprEqn, int]] = []
-        atom: Any = x
-        while True:
-            eqn = self.producers.get(atom)
-            if eqn is None:
-                raise _NotRevivable("its pre-activation is an input of the function")
+    def _incoming(self, x: Any, site_eqn: jex.JaxprEqn) -> tuple[list[UnitSlice], np.ndarray]:
+        if x in self.invar_index:
+            raise _NotRevivable("its pre-activation is an input of the function")
+        product = self._producing_product(x)
+        slices, labels = self._product(product)
+        more, x_labels = self._per_unit(product.outvars[0], labels, x, site_eqn)
+        return slices + more, x_labels
+
+    def _stream(self, atom: Any) -> bool:
+        """Whether ``atom`` is computed from data (a product, a data input, another site),
+        not from parameters alone."""
+        if isinstance(atom, jex.Literal):
+            return False
+        if atom not in self.stream_cache:
+            if atom in self.invar_index:
+                self.stream_cache[atom] = self.invar_index[atom] in self.data
+            else:
+                eqn = self.producers[atom]
+                self.stream_cache[atom] = eqn.primitive.name not in _ELEMENTWISE_BACK or any(
+                    self._stream(a) for a in eqn.invars
+                )
+        return self.stream_cache[atom]
+
+    def _producing_product(self, x: Any) -> jex.JaxprEqn:
+        """The one ``dot_general`` or ``conv_general_dilated`` that the pre-activation is
+        computed from, through per-element arithmetic, reductions and layout changes."""
+        products, pending, seen = [], [x], set()
+        while pending:
+            atom = pending.pop()
+            if id(atom) in seen:
+                continue
+            seen.add(id(atom))
+            if atom in self.invar_index:
+                raise _NotRevivable(_OTHER_INPUT)
+            eqn = self.producers[atom]
             name = eqn.primitive.name
             if name in ("dot_general", "conv_general_dilated"):
-                break
-            if name in _MOVES or name in ("transpose", "reshape", "squeeze", "expand_dims"):
-                chain.append((eqn, 0))
-                atom = eqn.invars[0]
+                if eqn not in products:
+                    products.append(eqn)
                 continue
-            if name in ("add", "sub", "mul"):
-                # A leaf of the inputs added or multiplied in is a bias or scale (_slice
-                # says so when it is not in argnums).
-                stream = [
-                    k
-                    for k, a in enumerate(eqn.invars)
-                    if not isinstance(a, jex.Literal) and self._leaf(a) is None
-                ]
-                if len(stream) != 1:
-                    raise _NotRevivable(
-                        "its pre-activation also depends on something other than its own "
-                        f"parameter slices (a `{name}` of two computed values: a residual "
-                        "input or a normalization)"
-                    )
-                chain.append((eqn, stream[0]))
-                atom = eqn.invars[stream[0]]
+            if name not in _ELEMENTWISE_BACK:
+                if internals.is_relu_custom_jvp(eqn) or internals.is_leakyjax(eqn):
+                    raise _NotRevivable(_OTHER_INPUT)
+                raise _NotRevivable(
+                    f"its pre-activation is computed by `{name}`, which unit_wiring does not "
+                    "follow back to a layer"
+                )
+            pending += [a for a in eqn.invars if self._stream(a)]
+        if len(products) != 1:
+            raise _NotRevivable(_OTHER_INPUT)
+        return products[0]
+
+    def _per_unit(
+        self, start: Any, labels: np.ndarray, x: Any, site_eqn: jex.JaxprEqn
+    ) -> tuple[list[UnitSlice], np.ndarray]:
+        """Follows the product's output forward to the pre-activation ``x``: the biases,
+        scales and normalization statistics (BatchNorm's, computed per unit over the
+        examples and positions, or its running ones) met on the way, and ``x``'s labels.
+        Everything computed from the product must be per unit: a reduction over units or
+        a mix of two units' values is refused, and so is a value computed from it that
+        leaves the function other than as a running statistic."""
+        facts = {start: _Fact(labels, 1, False, False)}
+        slices: list[UnitSlice] = []
+        first = next(i for i, e in enumerate(self.jaxpr.eqns) if start in e.outvars)
+        for eqn in self.jaxpr.eqns[first + 1 :]:
+            known = [None if isinstance(a, jex.Literal) else facts.get(a) for a in eqn.invars]
+            if all(f is None for f in known) or eqn is site_eqn:
                 continue
-            raise _NotRevivable(
-                f"its pre-activation is computed by `{name}`, which unit_wiring does not "
-                "follow back to a layer"
-            )
-        slices, labels = self._product(eqn)
-        for step, k in reversed(chain):
-            if step.primitive.name == "transpose":
-                labels = np.transpose(labels, step.params["permutation"])
-            elif step.primitive.name in ("reshape", "squeeze", "expand_dims"):
-                labels = labels.reshape(_shape(step.outvars[0]))
-            for j, other in enumerate(step.invars):
-                if j == k or isinstance(other, jex.Literal):
-                    continue
-                role = "bias" if step.primitive.name in ("add", "sub") else "scale"
-                slices.append(self._slice(other, _broadcast_back(labels, other), role))
-        return slices, labels
+            rule = _PER_UNIT.get(eqn.primitive.name)
+            if rule is None:
+                raise _NotRevivable(
+                    f"its pre-activation also goes to `{eqn.primitive.name}`, which "
+                    "unit_wiring does not follow units through"
+                )
+            found, fact = rule(self, eqn, known)
+            slices += found
+            facts[eqn.outvars[0]] = fact
+        for out in self.jaxpr.outvars:
+            fact = None if isinstance(out, jex.Literal) else facts.get(out)
+            if fact is None:
+                continue
+            if not fact.reduced:
+                raise _NotRevivable("its pre-activation is also an output of the function")
+            if not fact.running:
+                raise _NotRevivable(
+                    "a statistic of its pre-activation is an output of the function (not a "
+                    "running statistic)"
+                )
+        return _distinct(slices), facts[x].labels
+
+    def _parameter_slices(
+        self, atom: Any, labels: np.ndarray, role: str, optional: bool = False
+    ) -> list[UnitSlice]:
+        """The slices of the parameter leaves that ``atom`` (computed from parameters
+        alone, per element) is made of, given ``atom``'s labels. Past a square root or a
+        reciprocal square root, a leaf is a variance. With ``optional``, leaves outside
+        ``argnums`` are skipped (a running statistic the function only updates)."""
+        if isinstance(atom, jex.Literal):
+            return []
+        if atom in self.invar_index:
+            index = self.invar_index[atom]
+            if index not in self.params:
+                if optional:
+                    return []
+                raise _NotRevivable("a parameter it needs is not in `argnums`")
+            axis, units = _axis_units(labels, role)
+            return [UnitSlice(self.params[index], axis, units, role)]
+        eqn = self.producers[atom]
+        name = eqn.primitive.name
+        if name in _LAYOUT:
+            return self._parameter_slices(eqn.invars[0], _pull_back(eqn, labels), role, optional)
+        if name in _UNARY or name in _BINARY:
+            if name in ("rsqrt", "sqrt") or (
+                name == "integer_pow" and eqn.params["y"] < 0
+            ):
+                role = "var"
+            out = []
+            for operand in eqn.invars:
+                if not isinstance(operand, jex.Literal):
+                    back = _broadcast_back(labels, operand)
+                    out += self._parameter_slices(operand, back, role, optional)
+            return out
+        raise _NotRevivable(
+            f"its {role} is computed by `{name}`, which unit_wiring does not follow back to "
+            "parameter leaves"
+        )
 
     def _product(self, eqn: jex.JaxprEqn) -> tuple[list[UnitSlice], np.ndarray]:
         """The producing product's kernel slice, and the labels of its output."""
@@ -708,6 +804,115 @@ _FORWARD: dict[str, Callable[..., list[np.ndarray]]] = {
 }
 
 
+# --- Per-unit rules: from a product's output to the pre-activation --------------------------
+
+
+class _Fact(NamedTuple):
+    """What is known of a value computed from a layer's product: each element's unit, its
+    degree as a polynomial in the product (None past a square root or a division by it:
+    1 for a mean, 2 for a variance), whether it is a statistic (reduced over examples or
+    positions) and whether a running statistic (a parameter leaf) was folded into it."""
+
+    labels: np.ndarray
+    degree: int | None
+    reduced: bool
+    running: bool
+
+
+def _per_unit_unary(analysis, eqn, facts):
+    (fact,) = facts
+    name, degree = eqn.primitive.name, fact.degree
+    if degree is not None:
+        if name == "square":
+            degree *= 2
+        elif name == "integer_pow":
+            degree = degree * eqn.params["y"] if eqn.params["y"] > 0 else None
+        elif name not in _MOVES and name != "neg":
+            degree = None
+    return [], fact._replace(degree=degree)
+
+
+def _per_unit_layout(analysis, eqn, facts):
+    (fact,) = facts
+    (labels,) = _FORWARD[eqn.primitive.name](analysis, eqn, 0, fact.labels)
+    return [], fact._replace(labels=labels)
+
+
+def _per_unit_reduce(analysis, eqn, facts):
+    (fact,) = facts
+    axes = tuple(eqn.params["axes"])
+    labels = fact.labels
+    first = labels[tuple(slice(0, 1) if a in axes else slice(None) for a in range(labels.ndim))]
+    if not (np.broadcast_to(first, labels.shape) == labels).all():
+        raise _NotRevivable(
+            "its pre-activation is normalized or reduced across units (a LayerNorm, say): "
+            "each unit depends on the others"
+        )
+    return [], fact._replace(labels=np.squeeze(first, axis=axes), reduced=True)
+
+
+def _per_unit_binary(analysis, eqn, facts):
+    name = eqn.primitive.name
+    shape = _shape(eqn.outvars[0])
+    labelled = [f for f in facts if f is not None]
+    labels = np.broadcast_to(labelled[0].labels, shape)
+    if any(not (np.broadcast_to(f.labels, shape) == labels).all() for f in labelled[1:]):
+        raise _NotRevivable(f"its pre-activation mixes different units' values (`{name}`)")
+    degrees = [f.degree for f in labelled]
+    if None in degrees or name in ("pow", "div") and facts[1] is not None:
+        degree = None
+    else:
+        degree = sum(degrees) if name == "mul" else max(degrees)
+    statistic = all(f.reduced for f in labelled)
+    # A statistic (a mean: degree 1; a variance: 2) added to a parameter leaf: a running
+    # statistic, updated from this batch's (Linen's batch_stats, NNX's BatchStat).
+    update = statistic and name in ("add", "sub") and degree is not None
+    slices: list[UnitSlice] = []
+    folded = False
+    for k, (operand, fact) in enumerate(zip(eqn.invars, facts, strict=True)):
+        if fact is not None or isinstance(operand, jex.Literal):
+            continue
+        folded = True
+        if analysis._stream(operand):
+            raise _NotRevivable(
+                f"its pre-activation is also combined with another stream (`{name}`: a "
+                "residual connection)"
+            )
+        if update:
+            role = "mean" if degree == 1 else "var"
+        elif name == "add" or name == "sub" and k == 0:
+            role = "bias"
+        elif name == "sub":
+            role = "mean"
+        elif name == "mul" or name == "div" and k == 1:
+            role = "scale"
+        else:
+            raise _NotRevivable(
+                f"its pre-activation goes through a `{name}` with a parameter, which "
+                "unit_wiring does not follow units through"
+            )
+        back = _broadcast_back(labels, operand)
+        slices += analysis._parameter_slices(operand, back, role, optional=update)
+    running = any(f.running for f in labelled) or (update and folded)
+    return slices, _Fact(labels, degree, statistic, running)
+
+
+_PER_UNIT: dict[str, Callable[..., tuple[list[UnitSlice], _Fact]]] = {
+    **{name: _per_unit_unary for name in _UNARY},
+    **{name: _per_unit_layout for name in _LAYOUT - _MOVES},
+    **{name: _per_unit_binary for name in _BINARY},
+    **{name: _per_unit_reduce for name in _PER_UNIT_REDUCTIONS},
+}
+
+
+def _distinct(slices: list[UnitSlice]) -> list[UnitSlice]:
+    """Each leaf once (the first slice found for it)."""
+    seen: dict[str, UnitSlice] = {}
+    for s in slices:
+        seen.setdefault(s.path, s)
+    return list(seen.values())
+
+
 # --- revive -------------------------------------------------------------------------------
 
 
@@ -854,8 +1059,10 @@ def _slice_mask(mask: jax.Array, unit_slice: UnitSlice, shape: tuple[int, ...]) 
 def _fresh(unit_slice, wiring, leaf, key, init):
     if unit_slice.role == "bias":
         return jnp.zeros_like(leaf)
-    if unit_slice.role == "scale":
+    if unit_slice.role in ("scale", "var"):
         return jnp.ones_like(leaf)
+    if unit_slice.role == "mean":
+        return jnp.zeros_like(leaf)
     if init is not None:
         return jnp.asarray(init(key, np.shape(leaf), leaf.dtype), leaf.dtype)
     fan_in = int(np.prod(np.shape(leaf))) // np.shape(leaf)[unit_slice.axis]
