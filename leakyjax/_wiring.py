@@ -11,6 +11,7 @@ names it: never a guess. Layouts come from the program (``dot_general``'s and
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -169,14 +170,10 @@ def find_wiring(
     args: tuple,
     kwargs: dict,
 ) -> dict[str, Wiring]:
-    if _nnx.is_module(fn) or any(
-        _nnx.is_module(x) for x in jax.tree_util.tree_leaves((args, kwargs), is_leaf=_nnx.is_module)
-    ):
-        raise TypeError(
-            f"{fn_name}: Flax NNX modules are not supported yet; pass the state from "
-            "nnx.split to a function that merges it"
-        )
-    positions = argnums if isinstance(argnums, tuple) else (argnums,)
+    modules = _nnx_modules(fn, args, kwargs) is not None
+    positions = () if modules else argnums if isinstance(argnums, tuple) else (argnums,)
+    if modules:
+        argnums = 0  # the modules' state, the first argument of the pure function traced
     for a in positions:
         if a >= len(args):
             raise ValueError(
@@ -525,9 +522,7 @@ class _Analysis:
         if name in _LAYOUT:
             return self._parameter_slices(eqn.invars[0], _pull_back(eqn, labels), role, optional)
         if name in _UNARY or name in _BINARY:
-            if name in ("rsqrt", "sqrt") or (
-                name == "integer_pow" and eqn.params["y"] < 0
-            ):
+            if name in ("rsqrt", "sqrt") or (name == "integer_pow" and eqn.params["y"] < 0):
                 role = "var"
             out = []
             for operand in eqn.invars:
@@ -859,7 +854,7 @@ def _per_unit_binary(analysis, eqn, facts):
     if any(not (np.broadcast_to(f.labels, shape) == labels).all() for f in labelled[1:]):
         raise _NotRevivable(f"its pre-activation mixes different units' values (`{name}`)")
     degrees = [f.degree for f in labelled]
-    if None in degrees or name in ("pow", "div") and facts[1] is not None:
+    if None in degrees or (name in ("pow", "div") and facts[1] is not None):
         degree = None
     else:
         degree = sum(degrees) if name == "mul" else max(degrees)
@@ -880,11 +875,11 @@ def _per_unit_binary(analysis, eqn, facts):
             )
         if update:
             role = "mean" if degree == 1 else "var"
-        elif name == "add" or name == "sub" and k == 0:
+        elif name == "add" or (name == "sub" and k == 0):
             role = "bias"
         elif name == "sub":
             role = "mean"
-        elif name == "mul" or name == "div" and k == 1:
+        elif name == "mul" or (name == "div" and k == 1):
             role = "scale"
         else:
             raise _NotRevivable(
@@ -979,9 +974,18 @@ def revive(
             "revive", fn, argnums, ("relu", "leaky_relu"), selection, args, kwargs
         )
         masks = _check_masks(dead, wirings)
-        params = tuple(args[a] for a in argnums) if isinstance(argnums, tuple) else args[argnums]
+        modules = _nnx_modules(fn, args, kwargs)
+        if modules is not None:  # the parameters are the modules' state
+            nnx = sys.modules["flax.nnx"]
+            where: Any = 0
+            params = nnx.split(modules)[1]
+        else:
+            where = argnums
+            params = (
+                tuple(args[a] for a in argnums) if isinstance(argnums, tuple) else args[argnums]
+            )
         paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
-        keys = [_path_string(p, argnums) for p, _ in paths_leaves]
+        keys = [_path_string(p, where) for p, _ in paths_leaves]
         leaves = dict(zip(keys, (leaf for _, leaf in paths_leaves), strict=True))
         touched = {k: jnp.zeros(np.shape(v), bool) for k, v in leaves.items()}
         new = dict(leaves)
@@ -989,19 +993,22 @@ def revive(
             wiring = wirings[name]
             for m, unit_slice in enumerate(wiring.incoming + wiring.outgoing):
                 leaf = new[unit_slice.path]
-                where = _slice_mask(mask, unit_slice, np.shape(leaf))
-                touched[unit_slice.path] = touched[unit_slice.path] | where
+                entries = _slice_mask(mask, unit_slice, np.shape(leaf))
+                touched[unit_slice.path] = touched[unit_slice.path] | entries
                 value = (
                     _fresh(unit_slice, wiring, leaf, jax.random.fold_in(key, n * 1000 + m), init)
-                    if unit_slice in wiring.incoming
+                    if m < len(wiring.incoming)
                     else jnp.zeros_like(leaf)
                 )
-                new[unit_slice.path] = jnp.where(where, value, leaf)
+                new[unit_slice.path] = jnp.where(entries, value, leaf)
         new_params = jax.tree_util.tree_unflatten(treedef, [new[k] for k in keys])
+        if modules is not None:
+            nnx.update(modules, new_params)
+            new_params = modules
         if opt_state is None:
             return new_params, None
         mask_tree = jax.tree_util.tree_unflatten(treedef, [touched[k] for k in keys])
-        return new_params, _reset_moments(opt_state, treedef, mask_tree)
+        return new_params, _reset_moments(opt_state, treedef, mask_tree, touched)
 
     return revived
 
@@ -1070,16 +1077,65 @@ def _fresh(unit_slice, wiring, leaf, key, init):
     return jax.random.uniform(key, np.shape(leaf), leaf.dtype, -bound, bound)
 
 
-def _reset_moments(opt_state: Any, treedef: Any, mask_tree: Any) -> Any:
-    """Every subtree of ``opt_state`` with the parameters' structure gets the masked
-    entries set to 0."""
+def _reset_moments(
+    opt_state: Any,
+    treedef: Any,
+    mask_tree: Any,
+    touched: dict[str, jax.Array],
+) -> Any:
+    """Every subtree of ``opt_state`` with the parameters' structure gets the masked entries
+    set to 0; so does one that holds some of the parameters' leaves, at the same paths and
+    shapes under one prefix (Optax over ``variables["params"]`` when ``argnums`` names the
+    whole Linen variables, or over ``nnx.state(model, nnx.Param)``)."""
+    prefixes = {""}
+    for k in touched:
+        parts = k.split("/")
+        prefixes.update("/".join(parts[:n]) + "/" for n in range(1, len(parts)))
+
+    def placed(x: Any) -> list[str] | None:
+        """The parameter paths of ``x``'s leaves, if they are that under one prefix."""
+        flat = jax.tree_util.tree_flatten_with_path(x)[0]
+        if not flat or not flat[0][0]:  # empty, or a leaf
+            return None
+        relative = ["/".join(_sites._format_key(k) for k in p) for p, _ in flat]
+        fits = [
+            prefix
+            for prefix in prefixes
+            if all(
+                prefix + r in touched and np.shape(v) == touched[prefix + r].shape
+                for r, (_, v) in zip(relative, flat, strict=True)
+            )
+        ]
+        return [fits[0] + r for r in relative] if len(fits) == 1 else None
 
     def is_moment(x: Any) -> bool:
-        return jax.tree_util.tree_structure(x) == treedef
+        return jax.tree_util.tree_structure(x) == treedef or placed(x) is not None
 
     def reset(x: Any) -> Any:
-        if not is_moment(x):
+        if jax.tree_util.tree_structure(x) == treedef:
+            return jax.tree_util.tree_map(
+                lambda v, m: jnp.where(m, jnp.zeros_like(v), v), x, mask_tree
+            )
+        paths = placed(x)
+        if paths is None:
             return x
-        return jax.tree_util.tree_map(lambda v, m: jnp.where(m, jnp.zeros_like(v), v), x, mask_tree)
+        leaves, structure = jax.tree_util.tree_flatten(x)
+        return jax.tree_util.tree_unflatten(
+            structure,
+            [
+                jnp.where(touched[k], jnp.zeros_like(v), v)
+                for k, v in zip(paths, leaves, strict=True)
+            ],
+        )
 
     return jax.tree_util.tree_map(reset, opt_state, is_leaf=is_moment)
+
+
+def _nnx_modules(fn: Any, args: tuple, kwargs: dict) -> Any:
+    """The Flax NNX module in ``fn`` and its arguments (a tuple of them if several, as
+    ``_nnx.as_pure`` splits them), or None."""
+    leaves = jax.tree_util.tree_leaves((fn, args, kwargs), is_leaf=_nnx.is_module)
+    modules = [leaf for leaf in leaves if _nnx.is_module(leaf)]
+    if not modules:
+        return None
+    return modules[0] if len(modules) == 1 else tuple(modules)
