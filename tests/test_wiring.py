@@ -48,14 +48,20 @@ def _unchanged_outside(old, new, wiring, masks):
         np.testing.assert_array_equal(
             np.asarray(_leaf(new, path))[~where], np.asarray(_leaf(old, path))[~where]
         )
+    for path, leaf in _flat(old).items():  # the leaves no slice is in: all of them
+        if path not in touched:
+            np.testing.assert_array_equal(np.asarray(_flat(new)[path]), np.asarray(leaf))
     return touched
 
 
-def _leaf(tree, path):
-    flat = {
+def _flat(tree):
+    return {
         "/".join(_key(k) for k in p): v for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]
     }
-    return flat[path]
+
+
+def _leaf(tree, path):
+    return _flat(tree)[path]
 
 
 def _key(k):
@@ -322,3 +328,186 @@ def test_bad_masks_are_clear_errors():
     assert reason == "a parameter it needs is not in `argnums`"
     both = lj.unit_wiring(split, argnums=(0, 1))(first, MLP["out"], x)["deep"]
     assert both.revivable and both.outgoing[0].path == "1/w"
+
+
+# --- Normalization layers, NNX modules, residual blocks, stacked layers (issue 18, §1 and §2)
+
+
+def _linen_batchnorm():
+    nn = pytest.importorskip("flax.linen")
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x, train):
+            h = nn.relu(nn.BatchNorm(use_running_average=not train)(nn.Dense(6)(x)))
+            return nn.Dense(2)(h)
+
+    model = Net()
+    variables = model.init(KEY, jnp.ones((2, 3)), train=False)
+    bn = variables["params"]["BatchNorm_0"]
+    variables = {
+        "params": {
+            **variables["params"],
+            "BatchNorm_0": {**bn, "bias": _normal(30, (6,)).at[jnp.array([1, 4])].set(-1e3)},
+        },
+        "batch_stats": {
+            "BatchNorm_0": {"mean": _normal(31, (6,)), "var": jnp.exp(_normal(32, (6,)))}
+        },
+    }
+    train = lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"])  # noqa: E731
+    evaluate = lambda v, x: model.apply(v, x, train=False)  # noqa: E731
+    return variables, train, evaluate
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_linen_batchnorm_scale_bias_and_statistics_are_revived(mode):
+    optax = pytest.importorskip("optax")
+    variables, train, evaluate = _linen_batchnorm()
+    fn = train if mode == "train" else evaluate
+    x = _normal(33, (1000, 3))
+    (name,) = wiring = lj.unit_wiring(fn)(variables, x)
+    site = wiring[name]
+    assert site.revivable, site.reason
+    assert [(s.path, s.axis, s.role) for s in site.incoming] == [
+        ("params/Dense_0/kernel", 1, "weight"),
+        ("params/Dense_0/bias", 0, "bias"),
+        ("batch_stats/BatchNorm_0/mean", 0, "mean"),
+        ("batch_stats/BatchNorm_0/var", 0, "var"),
+        ("params/BatchNorm_0/scale", 0, "scale"),
+        ("params/BatchNorm_0/bias", 0, "bias"),
+    ]
+    assert [(s.path, s.axis) for s in site.outgoing] == [("params/Dense_1/kernel", 0)]
+    dead = _dead(fn, variables, x)
+    assert dead[name].tolist() == [False, True, False, False, True, False]
+    tx = optax.adam(1e-2)
+    grads = jax.grad(lambda p: jnp.sum(evaluate({**variables, "params": p}, x) ** 2))(
+        variables["params"]
+    )
+    _, opt_state = tx.update(grads, tx.init(variables["params"]), variables["params"])
+    new, new_state = jax.jit(lj.revive(fn))(
+        jax.random.key(9), dead, variables, x, opt_state=opt_state
+    )
+    for run in (jax.jit(train), jax.jit(evaluate)):
+        out, revived_out = run(variables, x), run(new, x)
+        if isinstance(out, tuple):
+            # Train mode: the output, and the running statistics of the other units.
+            stats, revived_stats = out[1]["batch_stats"], revived_out[1]["batch_stats"]
+            keep = ~np.asarray(dead[name])
+            for k in ("mean", "var"):
+                np.testing.assert_array_equal(
+                    revived_stats["BatchNorm_0"][k][keep], stats["BatchNorm_0"][k][keep]
+                )
+            out, revived_out = out[0], revived_out[0]
+        np.testing.assert_array_equal(revived_out, out)
+    _unchanged_outside(variables, new, wiring, dead)
+    revived = np.asarray(dead[name])
+    assert (new["params"]["BatchNorm_0"]["scale"][revived] == 1.0).all()
+    assert (new["params"]["BatchNorm_0"]["bias"][revived] == 0.0).all()
+    assert (new["batch_stats"]["BatchNorm_0"]["mean"][revived] == 0.0).all()
+    assert (new["batch_stats"]["BatchNorm_0"]["var"][revived] == 1.0).all()
+    assert (new["params"]["Dense_1"]["kernel"][revived] == 0.0).all()
+    # The moments of the parameters (Optax over variables["params"]): zero at the revived
+    # slices, bit-identical elsewhere.
+    for old, moment in ((opt_state[0].mu, new_state[0].mu), (opt_state[0].nu, new_state[0].nu)):
+        params_wiring = {
+            name: site._replace(
+                incoming=tuple(
+                    s._replace(path=s.path.removeprefix("params/"))
+                    for s in site.incoming
+                    if s.path.startswith("params/")
+                ),
+                outgoing=tuple(
+                    s._replace(path=s.path.removeprefix("params/")) for s in site.outgoing
+                ),
+            )
+        }
+        touched = _unchanged_outside(old, moment, params_wiring, dead)
+        for path, where in touched.items():
+            np.testing.assert_array_equal(np.asarray(_leaf(moment, path))[where], 0.0)
+    assert new_state[0].count == opt_state[0].count
+
+
+def test_batchnorm_statistics_outside_argnums():
+    variables, train, evaluate = _linen_batchnorm()
+    x = _normal(34, (16, 3))
+
+    def split_train(params, stats, x):
+        return train({"params": params, "batch_stats": stats}, x)
+
+    def split_eval(params, stats, x):
+        return evaluate({"params": params, "batch_stats": stats}, x)
+
+    args = (variables["params"], variables["batch_stats"], x)
+    # In train mode the running statistics are only updated: revivable without them.
+    (site,) = lj.unit_wiring(split_train)(*args).values()
+    assert site.revivable and all(s.role not in ("mean", "var") for s in site.incoming)
+    # In eval mode they normalize the unit: needed.
+    (site,) = lj.unit_wiring(split_eval)(*args).values()
+    assert site.reason == "a parameter it needs is not in `argnums`"
+    (site,) = lj.unit_wiring(split_eval, argnums=(0, 1))(*args).values()
+    assert site.revivable
+    assert [s.path for s in site.incoming if s.role in ("mean", "var")] == [
+        "1/BatchNorm_0/mean",
+        "1/BatchNorm_0/var",
+    ]
+
+
+def test_nnx_batchnorm_module_is_revived_in_place_and_returned():
+    nnx = pytest.importorskip("flax.nnx")
+    optax = pytest.importorskip("optax")
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.linear = nnx.Linear(3, 6, rngs=rngs)
+            self.bn = nnx.BatchNorm(6, rngs=rngs)
+            self.out = nnx.Linear(6, 2, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(nnx.relu(self.bn(self.linear(x))))
+
+    model = Net(nnx.Rngs(0))
+    model.bn.bias[...] = _normal(35, (6,)).at[jnp.array([0, 3])].set(-1e3)
+    model.bn.mean[...] = _normal(36, (6,))
+    model.bn.var[...] = jnp.exp(_normal(37, (6,)))
+    x = _normal(38, (1000, 3))
+    wiring = lj.unit_wiring(model)(x[:8])
+    assert list(wiring) == ["bn"]
+    assert [(s.path, s.role) for s in wiring["bn"].incoming] == [
+        ("linear/kernel/value", "weight"),
+        ("linear/bias/value", "bias"),
+        ("bn/mean/value", "mean"),
+        ("bn/var/value", "var"),
+        ("bn/scale/value", "scale"),
+        ("bn/bias/value", "bias"),
+    ]
+    probe = nnx.clone(model)
+    tracker = lj.track_dead_units(probe)
+    _, state = tracker.update(tracker.init(x), x)
+    dead = {name: r.dead for name, r in tracker.result(state).items()}
+    assert dead["bn"].tolist() == [True, False, False, True, False, False]
+    params = nnx.state(model, nnx.Param)
+    tx = optax.sgd(1e-2, momentum=0.9)
+    opt_state = tx.init(params)
+    opt_state = jax.tree.map(lambda v: v + 1.0, opt_state)  # nonzero momentum everywhere
+    before = nnx.clone(model)
+    old_state = nnx.state(before)
+    revived, new_opt_state = lj.revive(model)(jax.random.key(10), dead, x[:8], opt_state=opt_state)
+    assert revived is model
+    _unchanged_outside(old_state, nnx.state(model), wiring, dead)
+    bn = np.asarray(dead["bn"])
+    assert (model.bn.mean[...][bn] == 0.0).all() and (model.bn.var[...][bn] == 1.0).all()
+    assert (model.bn.scale[...][bn] == 1.0).all() and (model.bn.bias[...][bn] == 0.0).all()
+    # Eval mode (running statistics) and train mode (this batch's): the same outputs.
+    for train in (False, True):
+        for m in (model, before):
+            m.train() if train else m.eval()
+        np.testing.assert_array_equal(model(x), before(x))
+    param_wiring = {
+        "bn": wiring["bn"]._replace(
+            incoming=tuple(s for s in wiring["bn"].incoming if s.role not in ("mean", "var"))
+        )
+    }
+    old_trace, new_trace = opt_state[0].trace, new_opt_state[0].trace
+    touched = _unchanged_outside(old_trace, new_trace, param_wiring, dead)
+    for path, where in touched.items():
+        np.testing.assert_array_equal(np.asarray(_leaf(new_trace, path))[where], 0.0)
