@@ -186,7 +186,7 @@ def find_wiring(
     found = _sites.find(flat, leaf_paths, patterns, frozenset(HANDLERS))
     chosen = _chosen(fn_name, found, selection)
     params = _parameter_paths(traced.input_paths, argnums)
-    data = {i for i, p in enumerate(leaf_paths) if p is None}
+    data = {i for i, p in enumerate(leaf_paths) if p is None and i not in params}
     analysis = _Analysis(flat.jaxpr, params, data)
     return {site.name: analysis.wire(site) for site in chosen}
 
@@ -755,7 +755,10 @@ def _reduce(analysis, eqn, k, labels):
     axes = tuple(eqn.params["axes"])
     first = labels[tuple(slice(0, 1) if a in axes else slice(None) for a in range(labels.ndim))]
     if not (np.broadcast_to(first, labels.shape) == labels).all():
-        raise _NotRevivable("its activation is reduced over units (a sum across the site)")
+        raise _NotRevivable(
+            "its activation is reduced over units (a sum, or a normalization or softmax across "
+            "the site, such as LayerNorm)"
+        )
     return [np.squeeze(first, axis=axes)]
 
 

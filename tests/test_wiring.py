@@ -268,42 +268,93 @@ def test_residual_block_inner_site_revivable_stream_refused():
         return jax.nn.relu(h + inner @ p["c"]) @ p["d"]
 
     p = {k: _normal(i, (4, 4)) for i, k in enumerate("abcd")}
-    wiring = lj.unit_wiring(block)(p, _normal(20, (3, 4)))
-    assert not wiring["a"].revivable and "residual" in wiring["a"].reason
+    # Units 0 and 2 of the inner site: negative weights from a non-negative input.
+    p["b"] = p["b"].at[:, jnp.array([0, 2])].set(-1.0 - jnp.abs(_normal(24, (4, 2))))
+    x = _normal(20, (1000, 4))
+    wiring = lj.unit_wiring(block)(p, x)
+    assert wiring["a"].reason == "its activation reaches a residual `add` with another stream"
     assert wiring["b"].revivable
     stream = [w for name, w in wiring.items() if name not in ("a", "b")]
-    assert len(stream) == 1 and not stream[0].revivable
-    assert "other than its own parameter slices" in stream[0].reason
+    assert len(stream) == 1 and stream[0].reason == (
+        "its pre-activation also depends on something other than its own parameter slices (a "
+        "residual input, another layer's output or a shared weight)"
+    )
     with pytest.raises(ValueError, match="cannot be revived.*residual"):
-        lj.revive(block)(KEY, {"a": jnp.zeros(4, bool)}, p, _normal(20, (3, 4)))
+        lj.revive(block)(KEY, {"a": jnp.zeros(4, bool)}, p, x)
+    dead = {"b": _dead(block, p, x)["b"]}
+    assert dead["b"].tolist() == [True, False, True, False]
+    new, _ = jax.jit(lj.revive(block))(jax.random.key(11), dead, p, x)
+    np.testing.assert_array_equal(jax.jit(block)(new, x), jax.jit(block)(p, x))
+    touched = _unchanged_outside(p, new, wiring, dead)
+    assert touched["c"][jnp.array([0, 2])].all() and (new["c"][jnp.array([0, 2])] == 0.0).all()
 
 
-def test_unsupported_structure_is_refused_with_a_reason():
+def test_layernorm_model_what_is_revivable_and_what_is_refused():
     nn = pytest.importorskip("flax.linen")
 
-    class Norms(nn.Module):
+    class Net(nn.Module):
         @nn.compact
-        def __call__(self, x, train=True):
-            h = nn.relu(nn.BatchNorm(use_running_average=not train)(nn.Dense(4)(x)))
-            h = nn.LayerNorm()(nn.relu(nn.Dense(4)(h)))
-            return nn.Dense(1)(jax.nn.relu(h))
+        def __call__(self, x):
+            h = nn.LayerNorm()(nn.relu(nn.Dense(6, name="before")(x)))
+            h = nn.relu(nn.LayerNorm(name="norm")(nn.Dense(6, name="normed")(h)))
+            h = nn.relu(nn.Dense(6, name="after")(h))
+            return nn.Dense(2, name="head")(h)
 
-    x = _normal(21, (8, 3))
-    variables = Norms().init(KEY, x)
-    wiring = lj.unit_wiring(Norms().apply)(variables, x, mutable=["batch_stats"])
-    reasons = [w.reason for w in wiring.values()]
-    assert not any(w.revivable for w in wiring.values())
-    assert "normalization" in reasons[0]  # BatchNorm's statistics: not supported yet
-    assert "reduced over units" in reasons[1] or "residual" in reasons[1]  # LayerNorm after it
-    assert "output" in reasons[2] or "other than" in reasons[2]
+    model = Net()
+    x = _normal(25, (1000, 3))
+    variables = model.init(KEY, x[:2])
+    after = variables["params"]["after"]
+    bias = after["bias"].at[jnp.array([1, 5])].set(-1e3)
+    variables = {"params": {**variables["params"], "after": {**after, "bias": bias}}}
+    wiring = lj.unit_wiring(model.apply)(variables, x)
+    assert {name: w.reason for name, w in wiring.items()} == {
+        "params/before": "its activation is reduced over units (a sum, or a normalization or "
+        "softmax across the site, such as LayerNorm)",
+        "params/norm": "its pre-activation is normalized or reduced across units (a LayerNorm, "
+        "say): each unit depends on the others",
+        "params/after": None,
+    }
+    dead = _dead(model.apply, variables, x)
+    assert dead["params/after"].tolist() == [False, True, False, False, False, True]
+    dead = {"params/after": dead["params/after"]}
+    new, _ = jax.jit(lj.revive(model.apply))(jax.random.key(12), dead, variables, x)
+    run = jax.jit(model.apply)
+    np.testing.assert_array_equal(run(new, x), run(variables, x))
+    _unchanged_outside(variables, new, wiring, dead)
 
-    def stacked(params, x):
+
+def test_stacked_layers_under_nn_scan_are_refused_with_the_reason():
+    nn = pytest.importorskip("flax.linen")
+
+    class Block(nn.Module):
+        @nn.compact
+        def __call__(self, h, _):
+            return nn.relu(nn.Dense(4)(h)), None
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            stack = nn.scan(
+                Block, variable_axes={"params": 0}, split_rngs={"params": True}, length=3
+            )
+            return nn.Dense(1)(stack()(x, None)[0])
+
+    x = _normal(26, (4, 4))
+    variables = Net().init(KEY, x)
+    (site,) = lj.unit_wiring(Net().apply)(variables, x).values()
+    assert site.site.iterations == 3 and not site.revivable
+    assert site.reason == (
+        "inside a scan over 3 stacked layers (nn.scan, nnx.scan, hk.layer_stack), which "
+        "unit_wiring does not follow units through yet"
+    )
+
+    def stacked(params, x):  # a scan over data: control flow
         return jax.lax.scan(lambda h, w: (jax.nn.relu(h @ w), None), x, params)[0] @ jnp.ones(
             (4, 1)
         )
 
     (w,) = lj.unit_wiring(stacked)(jnp.ones((3, 4, 4)), jnp.ones((2, 4))).values()
-    assert not w.revivable and "control flow" in w.reason
+    assert not w.revivable and "scan" in w.reason
 
 
 def test_bad_masks_are_clear_errors():
