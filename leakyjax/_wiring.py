@@ -37,7 +37,8 @@ class UnitSlice(NamedTuple):
       axis: the leaf's axis (non-negative) that runs over units.
       units: an int array as long as that axis: the unit each index belongs to, -1 for
         none (a flatten of an NHWC map into a dense layer gives ``p * C + j``).
-      role: ``"weight"``, ``"bias"`` or ``"scale"``.
+      role: ``"weight"``, ``"bias"``, ``"scale"``, or a normalization's running
+        ``"mean"`` or ``"var"`` (a leaf reached through a square root is a variance).
 
     Example:
       >>> import jax, jax.numpy as jnp, leakyjax as lj
@@ -62,7 +63,9 @@ class Wiring(NamedTuple):
     Attributes:
       site: the :class:`leakyjax.Site`.
       incoming: the slices whose entry for unit j affects only unit j's pre-activation (the
-        producing kernel's output-feature slice, the bias and scale added to it).
+        producing kernel's output-feature slice, the bias and scale added to it, and a
+        BatchNorm's scale, bias and running mean and variance between that product and the
+        ReLU).
       outgoing: the slices that multiply only unit j's activation (each consuming kernel's
         input-feature slice, through reshapes, transposes, pooling, dropout and
         concatenation).
@@ -107,17 +110,31 @@ def unit_wiring(
     slices, through reshapes (an NHWC map flattened into a dense layer: rows ``p * C +
     j``), transposes, pooling, dropout and concatenation.
 
+    Normalization between the product and the ReLU is followed per unit: a statistic
+    reduced over the examples and positions of values of one unit, combined elementwise
+    with that unit's values (BatchNorm in training mode), depends on that unit alone, so
+    the site stays revivable; the scale, bias and running mean and variance met on the way
+    are in ``incoming`` (roles ``"scale"``, ``"bias"``, ``"mean"``, ``"var"``), wherever
+    they live (Linen's ``batch_stats``, NNX module state). In training mode the running
+    statistics are only updated, so they are listed when they are in ``argnums`` and not
+    needed otherwise; in eval mode they normalize the unit and are needed.
+
     A site is not revivable, with the reason, when its activation reaches the function's
-    output, a residual add, or a reduction over units; when its pre-activation also
-    depends on something other than its own parameter slices (a residual input, a
-    normalization's statistics, a weight shared with another site); when a needed
-    parameter is not in ``argnums``; inside control flow (``scan``, ``cond``,
-    ``while_loop``); or when a primitive on the way has no rule here (named).
+    output, a residual add, or a reduction over units (a normalization or softmax across
+    the site, such as LayerNorm after the ReLU); when its pre-activation is reduced across
+    units (LayerNorm before the ReLU) or also depends on something other than its own
+    parameter slices (a residual input, another layer's output, a weight shared with
+    another site); when a needed parameter is not in ``argnums``; inside a ``scan`` over
+    stacked layers (``Site.iterations``: not followed yet) or other control flow
+    (``scan``, ``cond``, ``while_loop``); or when a primitive on the way has no rule here
+    (named).
 
     Args:
-      fn: the model, as for :func:`leakyjax.leakify` (Flax NNX modules are not supported
-        yet: pass ``nnx.split``'s state to a function that merges it).
-      argnums: which positional arguments hold the parameters (an int or a tuple).
+      fn: the model, as for :func:`leakyjax.leakify`. With Flax NNX modules (``fn``
+        itself, or among the arguments), the parameters are the modules' state, and the
+        slices' paths are its key paths (``bn/scale/value``).
+      argnums: which positional arguments hold the parameters (an int or a tuple); with
+        NNX modules, not used.
       patterns: as for :func:`leakyjax.relu_sites`.
       sites: which sites (None: all), as for :func:`leakyjax.leakify`.
 
@@ -134,6 +151,22 @@ def unit_wiring(
       >>> w = lj.unit_wiring(mlp)(params, jnp.ones((2, 3)))["hidden"]
       >>> [(s.path, s.axis, s.role) for s in w.incoming + w.outgoing], w.revivable
       ([('hidden/w', 1, 'weight'), ('hidden/b', 0, 'bias'), ('out/w', 0, 'weight')], True)
+
+      A batch normalization in eval mode, written out: its running statistics are found by
+      how they are used.
+
+      >>> def normalized(v, x):
+      ...     h = x @ v["params"]["w"]
+      ...     h = (h - v["stats"]["mean"]) * jax.lax.rsqrt(v["stats"]["var"] + 1e-5)
+      ...     h = jax.nn.relu(h * v["params"]["scale"] + v["params"]["bias"])
+      ...     return h @ v["params"]["out"]
+      >>> v = {"params": {"w": jnp.ones((3, 4)), "scale": jnp.ones(4), "bias": jnp.zeros(4),
+      ...                 "out": jnp.ones((4, 1))},
+      ...      "stats": {"mean": jnp.zeros(4), "var": jnp.ones(4)}}
+      >>> w = lj.unit_wiring(normalized)(v, jnp.ones((2, 3)))["params"]
+      >>> [(s.path, s.role) for s in w.incoming]  # doctest: +NORMALIZE_WHITESPACE
+      [('params/w', 'weight'), ('stats/mean', 'mean'), ('stats/var', 'var'),
+       ('params/scale', 'scale'), ('params/bias', 'bias')]
     """
     checks.check_fn("unit_wiring", fn)
     argnums = _check_argnums("unit_wiring", argnums)
@@ -924,23 +957,30 @@ def revive(
     r"""Re-initializes dead or dormant units of any model, found by :func:`unit_wiring`.
 
     ReDo (Sokar et al., ICML 2023): for each unit in a mask, its incoming weights are
-    re-drawn from ``init``, its bias set to 0 and its scale to 1, and its outgoing weights
-    set to 0; in ``opt_state``, every subtree with the structure of the parameters (Optax's
-    ``mu``, ``nu``, momentum ``trace``...) gets the same slices set to 0, and the rest (step
-    counts) is left as it is. On every input where a revived unit's activation was exactly
-    0 (a dead ReLU unit), the function's output right after revival is unchanged; a dormant
-    unit's small contribution is removed, as in ReDo. The revived units can learn again.
+    re-drawn from ``init``, its bias set to 0 and its scale to 1 (a BatchNorm's too), its
+    running mean set to 0 and variance to 1, and its outgoing weights set to 0; in
+    ``opt_state``, every subtree with the structure of the parameters (Optax's ``mu``,
+    ``nu``, momentum ``trace``...), or holding some of their leaves at the same paths under
+    one prefix (Optax over ``variables["params"]`` when ``args[argnums]`` is Linen's whole
+    ``{"params", "batch_stats"}``, or over ``nnx.state(model, nnx.Param)``), gets the same
+    slices set to 0, and the rest (step counts) is left as it is. On every input where a
+    revived unit's activation was exactly 0 (a dead ReLU unit), the function's output right
+    after revival is unchanged; a dormant unit's small contribution is removed, as in ReDo.
+    The revived units can learn again.
 
     The result is ``revived(key, dead, *args, opt_state=None, **kwargs)``, returning
     ``(new_params, new_opt_state)``: ``new_params`` has the structure of
-    ``args[argnums]`` (a tuple for a tuple ``argnums``). ``dead`` maps site names to a bool
+    ``args[argnums]`` (a tuple for a tuple ``argnums``); a Flax NNX module (``fn`` itself,
+    or among the arguments) is updated in place and returned as ``new_params`` (a tuple of
+    them if there are several), so call it outside ``jax.jit``. ``dead`` maps site names to a bool
     mask per unit: ``{name: r.dead for name, r in tracker.result(state).items()}``, or
     ``{name: r.score <= tau ...}`` for ReDo's tau-dormant units. It is jit-able with the
     masks traced (the wiring is found when it is traced). An all-False mask changes nothing.
 
     Args:
       fn: the model, as for :func:`unit_wiring`.
-      argnums: which positional arguments hold the parameters.
+      argnums: which positional arguments hold the parameters (with NNX modules, not
+        used: their state is revived).
       init: a ``jax.nn.initializers.Initializer`` for the incoming weights, called with the
         whole leaf's shape and dtype (revive takes the revived entries). Default: He
         uniform for a ReLU, :math:`U(-b, b)` with :math:`b = \sqrt{6 / \mathrm{fan\_in}}`,
