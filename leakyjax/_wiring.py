@@ -459,6 +459,8 @@ class _Analysis:
         if atom not in self.stream_cache:
             if atom in self.invar_index:
                 self.stream_cache[atom] = self.invar_index[atom] in self.data
+            elif atom not in self.producers:  # a constant captured by the function
+                self.stream_cache[atom] = False
             else:
                 eqn = self.producers[atom]
                 self.stream_cache[atom] = eqn.primitive.name not in _ELEMENTWISE_BACK or any(
@@ -475,7 +477,7 @@ class _Analysis:
             if id(atom) in seen:
                 continue
             seen.add(id(atom))
-            if atom in self.invar_index:
+            if atom in self.invar_index or atom not in self.producers:
                 raise _NotRevivable(_OTHER_INPUT)
             eqn = self.producers[atom]
             name = eqn.primitive.name
@@ -550,7 +552,9 @@ class _Analysis:
                 raise _NotRevivable("a parameter it needs is not in `argnums`")
             axis, units = _axis_units(labels, role)
             return [UnitSlice(self.params[index], axis, units, role)]
-        eqn = self.producers[atom]
+        eqn = self.producers.get(atom)
+        if eqn is None:
+            raise _NotRevivable(f"its {role} is a constant captured by the function")
         name = eqn.primitive.name
         if name in _LAYOUT:
             return self._parameter_slices(eqn.invars[0], _pull_back(eqn, labels), role, optional)
@@ -559,14 +563,32 @@ class _Analysis:
                 role = "var"
             out = []
             for operand in eqn.invars:
-                if not isinstance(operand, jex.Literal):
-                    back = _broadcast_back(labels, operand)
-                    out += self._parameter_slices(operand, back, role, optional)
+                if isinstance(operand, jex.Literal):
+                    continue
+                if not _shape(operand) and not self._from_parameters(operand):
+                    continue  # a scalar constant (a momentum, an epsilon)
+                back = _broadcast_back(labels, operand)
+                out += self._parameter_slices(operand, back, role, optional)
             return out
         raise _NotRevivable(
             f"its {role} is computed by `{name}`, which unit_wiring does not follow back to "
             "parameter leaves"
         )
+
+    def _from_parameters(self, atom: Any) -> bool:
+        """Whether ``atom`` is computed from an input of the function."""
+        pending, seen = [atom], set()
+        while pending:
+            a = pending.pop()
+            if isinstance(a, jex.Literal) or id(a) in seen:
+                continue
+            seen.add(id(a))
+            if a in self.invar_index:
+                return True
+            eqn = self.producers.get(a)
+            if eqn is not None:
+                pending += list(eqn.invars)
+        return False
 
     def _product(self, eqn: jex.JaxprEqn) -> tuple[list[UnitSlice], np.ndarray]:
         """The producing product's kernel slice, and the labels of its output."""
@@ -903,6 +925,8 @@ def _per_unit_binary(analysis, eqn, facts):
     for k, (operand, fact) in enumerate(zip(eqn.invars, facts, strict=True)):
         if fact is not None or isinstance(operand, jex.Literal):
             continue
+        if not _shape(operand) and not analysis._from_parameters(operand):
+            continue  # a scalar constant (a momentum, an epsilon)
         folded = True
         if analysis._stream(operand):
             raise _NotRevivable(
