@@ -565,8 +565,8 @@ class _Analysis:
             for operand in eqn.invars:
                 if isinstance(operand, jex.Literal):
                     continue
-                if not _shape(operand) and not self._from_parameters(operand):
-                    continue  # a scalar constant (a momentum, an epsilon)
+                if not _shape(operand) and (optional or not self._from_parameters(operand)):
+                    continue  # a scalar constant (a momentum, an epsilon), or a counter
                 back = _broadcast_back(labels, operand)
                 out += self._parameter_slices(operand, back, role, optional)
             return out
@@ -925,8 +925,8 @@ def _per_unit_binary(analysis, eqn, facts):
     for k, (operand, fact) in enumerate(zip(eqn.invars, facts, strict=True)):
         if fact is not None or isinstance(operand, jex.Literal):
             continue
-        if not _shape(operand) and not analysis._from_parameters(operand):
-            continue  # a scalar constant (a momentum, an epsilon)
+        if not _shape(operand) and (statistic or not analysis._from_parameters(operand)):
+            continue  # a scalar constant (a momentum, an epsilon), or a statistic's counter
         folded = True
         if analysis._stream(operand):
             raise _NotRevivable(
