@@ -550,6 +550,10 @@ class _Analysis:
                 if optional:
                     return []
                 raise _NotRevivable("a parameter it needs is not in `argnums`")
+            if len(self.uses.get(atom, [])) > 1:
+                raise _NotRevivable(
+                    f"its {role} is also used elsewhere (shared with another layer)"
+                )
             axis, units = _axis_units(labels, role)
             return [UnitSlice(self.params[index], axis, units, role)]
         eqn = self.producers.get(atom)

@@ -289,6 +289,33 @@ def test_residual_block_inner_site_revivable_stream_refused():
     assert touched["c"][jnp.array([0, 2])].all() and (new["c"][jnp.array([0, 2])] == 0.0).all()
 
 
+def test_shared_parameters_and_other_outputs_are_refused():
+    def shared(p, x):
+        h = jax.nn.relu(x @ p["w"] + p["b"])
+        h = jax.nn.relu(h @ p["w"] + p["b"])  # the same kernel and bias again
+        return h @ p["out"]
+
+    p = {"w": _normal(40, (4, 4)), "b": _normal(41, (4,)), "out": _normal(42, (4, 1))}
+    x = _normal(43, (5, 4))
+    reasons = {w.reason for w in lj.unit_wiring(shared)(p, x).values()}
+    assert reasons == {"a weight it uses is also used elsewhere (shared weights)"}
+    p["v"] = _normal(44, (4, 4))
+
+    def bias_shared(p, x):
+        h = jax.nn.relu(x @ p["w"] + p["b"])
+        return jax.nn.relu(h @ p["v"] + p["b"]) @ p["out"]
+
+    reasons = {w.reason for w in lj.unit_wiring(bias_shared)(p, x).values()}
+    assert reasons == {"its bias is also used elsewhere (shared with another layer)"}
+
+    def returns_pre_activation(p, x):
+        z = x @ p["w"] + p["b"]
+        return jax.nn.relu(z) @ p["out"], z
+
+    (site,) = lj.unit_wiring(returns_pre_activation)(p, x).values()
+    assert site.reason == "its pre-activation is also an output of the function"
+
+
 def test_layernorm_model_what_is_revivable_and_what_is_refused():
     nn = pytest.importorskip("flax.linen")
 
