@@ -39,6 +39,12 @@ class UnitSlice(NamedTuple):
         none (a flatten of an NHWC map into a dense layer gives ``p * C + j``).
       role: ``"weight"``, ``"bias"``, ``"scale"``, or a normalization's running
         ``"mean"`` or ``"var"`` (a leaf reached through a square root is a variance).
+      iteration_axis: for a site in a scan over stacked layers, the leaf's axis over
+        layers (None for a leaf of one layer, such as the head after the stack).
+      iterations: for such a site, the iteration whose units each index along
+        ``iteration_axis`` holds (-1: none; the next layer's kernel consumes the previous
+        iteration's units), or, with no ``iteration_axis``, the one iteration the slice
+        belongs to. None elsewhere.
 
     Example:
       >>> import jax, jax.numpy as jnp, leakyjax as lj
@@ -55,6 +61,8 @@ class UnitSlice(NamedTuple):
     axis: int
     units: np.ndarray
     role: str
+    iteration_axis: int | None = None
+    iterations: np.ndarray | None = None
 
 
 class Wiring(NamedTuple):
@@ -221,7 +229,11 @@ def find_wiring(
     params = _parameter_paths(traced.input_paths, argnums)
     data = {i for i, p in enumerate(leaf_paths) if p is None and i not in params}
     analysis = _Analysis(flat.jaxpr, params, data)
-    return {site.name: analysis.wire(site) for site in chosen}
+    wirings = {site.name: analysis.wire(site) for site in chosen}
+    stacked = [s for s in chosen if s.iterations is not None]
+    if stacked:
+        wirings.update(_stacked_wirings(flat, stacked, params, data))
+    return wirings
 
 
 def _chosen(fn_name: str, found: list[Site], selection: SiteSelection) -> list[Site]:
@@ -314,7 +326,11 @@ _BINARY = frozenset({"add", "sub", "mul", "div", "max", "min", "pow"})
 _LAYOUT = _MOVES | frozenset({"broadcast_in_dim", "reshape", "transpose", "squeeze", "expand_dims"})
 _PER_UNIT_REDUCTIONS = frozenset({"reduce_sum", "reduce_max", "reduce_min"})
 # What a pre-activation is followed back through, to its product.
-_ELEMENTWISE_BACK = _UNARY | _BINARY | _LAYOUT | _PER_UNIT_REDUCTIONS
+_ELEMENTWISE_BACK = _UNARY | _BINARY | _LAYOUT | _PER_UNIT_REDUCTIONS | {"slice"}
+_STACKED = (
+    "inside a scan over {} stacked layers (nn.scan, nnx.scan, hk.layer_stack) that "
+    "unit_wiring could not unroll (a reversed scan, or a site inside further control flow)"
+)
 _OTHER_INPUT = (
     "its pre-activation also depends on something other than its own parameter slices (a "
     "residual input, another layer's output or a shared weight)"
@@ -340,10 +356,7 @@ class _Analysis:
     def wire(self, site: Site) -> Wiring:
         try:
             if site.iterations is not None:
-                raise _NotRevivable(
-                    f"inside a scan over {site.iterations} stacked layers (nn.scan, nnx.scan, "
-                    "hk.layer_stack), which unit_wiring does not follow units through yet"
-                )
+                raise _NotRevivable(_STACKED.format(site.iterations))
             if len(site.path) != 1:
                 raise _NotRevivable(
                     "inside control flow (scan, cond or while_loop), which unit_wiring does "
@@ -351,14 +364,19 @@ class _Analysis:
                 )
             if not site.rewritable and not site.clamp:
                 raise _NotRevivable(site.reason or "not a float ReLU")
-            eqn = self.jaxpr.eqns[site.path[0]]
-            x = eqn.invars[site.operand]
-            incoming, labels = self._incoming(x, eqn)
-            self.reached = self._reachable(eqn.outvars[0])
-            outgoing = self._outgoing(eqn.outvars[0], labels)
+            incoming, outgoing = self.wire_equation(self.jaxpr.eqns[site.path[0]], site.operand)
             return Wiring(site, tuple(incoming), tuple(outgoing), True, None)
         except _NotRevivable as why:
             return Wiring(site, (), (), False, str(why))
+
+    def wire_equation(
+        self, eqn: jex.JaxprEqn, operand: int
+    ) -> tuple[list[UnitSlice], list[UnitSlice]]:
+        """The incoming and outgoing slices of the site at ``eqn``."""
+        x = eqn.invars[operand]
+        incoming, labels = self._incoming(x, eqn)
+        self.reached = self._reachable(eqn.outvars[0])
+        return incoming, self._outgoing(eqn.outvars[0], labels)
 
     # -- what depends on what -------------------------------------------------------------
 
@@ -413,6 +431,7 @@ class _Analysis:
                 "transpose",
                 "squeeze",
                 "expand_dims",
+                "slice",
             }:
                 return None
             chain.append(eqn)
@@ -432,14 +451,15 @@ class _Analysis:
         index, chain = found
         for eqn in chain:
             labels = _pull_back(eqn, labels)
-        uses = len(self.uses.get(self.jaxpr.invars[index], []))
-        if uses > 1 and role == "weight":
+        # A layer of a stack is a slice of the stacked leaf: its uses are that slice's.
+        sliced = [e for e in chain if e.primitive.name == "slice"]
+        used = sliced[-1].outvars[0] if sliced else self.jaxpr.invars[index]
+        if len(self.uses.get(used, [])) > 1 and role == "weight":
             raise _NotRevivable("a weight it uses is also used elsewhere (shared weights)")
-        axis, units = _axis_units(labels, role)
         path = self.params.get(index)
         if path is None:
             raise _NotRevivable("a parameter it needs is not in `argnums`")
-        return UnitSlice(path, axis, units, role)
+        return _unit_slice(path, labels, role, bool(sliced))
 
     # -- incoming: from the pre-activation back to the producing product ----------------
 
@@ -536,7 +556,12 @@ class _Analysis:
         return _distinct(slices), facts[x].labels
 
     def _parameter_slices(
-        self, atom: Any, labels: np.ndarray, role: str, optional: bool = False
+        self,
+        atom: Any,
+        labels: np.ndarray,
+        role: str,
+        optional: bool = False,
+        sliced: bool = False,
     ) -> list[UnitSlice]:
         """The slices of the parameter leaves that ``atom`` (computed from parameters
         alone, per element) is made of, given ``atom``'s labels. Past a square root or a
@@ -550,18 +575,19 @@ class _Analysis:
                 if optional:
                     return []
                 raise _NotRevivable("a parameter it needs is not in `argnums`")
-            if len(self.uses.get(atom, [])) > 1:
+            if len(self.uses.get(atom, [])) > 1 and not sliced:
                 raise _NotRevivable(
                     f"its {role} is also used elsewhere (shared with another layer)"
                 )
-            axis, units = _axis_units(labels, role)
-            return [UnitSlice(self.params[index], axis, units, role)]
+            return [_unit_slice(self.params[index], labels, role, sliced)]
         eqn = self.producers.get(atom)
         if eqn is None:
             raise _NotRevivable(f"its {role} is a constant captured by the function")
         name = eqn.primitive.name
-        if name in _LAYOUT:
-            return self._parameter_slices(eqn.invars[0], _pull_back(eqn, labels), role, optional)
+        if name in _LAYOUT or name == "slice":
+            return self._parameter_slices(
+                eqn.invars[0], _pull_back(eqn, labels), role, optional, sliced or name == "slice"
+            )
         if name in _UNARY or name in _BINARY:
             if name in ("rsqrt", "sqrt") or (name == "integer_pow" and eqn.params["y"] < 0):
                 role = "var"
@@ -572,7 +598,7 @@ class _Analysis:
                 if not _shape(operand) and (optional or not self._from_parameters(operand)):
                     continue  # a scalar constant (a momentum, an epsilon), or a counter
                 back = _broadcast_back(labels, operand)
-                out += self._parameter_slices(operand, back, role, optional)
+                out += self._parameter_slices(operand, back, role, optional, sliced)
             return out
         raise _NotRevivable(
             f"its {role} is computed by `{name}`, which unit_wiring does not follow back to "
@@ -677,6 +703,162 @@ class _Analysis:
         return self._slice(kernel, _along(_shape(kernel), theirs[0], units), "weight")
 
 
+def _unit_slice(path: str, labels: np.ndarray, role: str, sliced: bool) -> UnitSlice:
+    """The slice of a leaf with ``labels``; for a layer sliced out of a stacked leaf, the
+    one index along the stacking axis that holds it (``iterations`` holds that index until
+    ``_by_iteration`` puts the iteration there)."""
+    if sliced and (labels < 0).any():
+        for stack_axis in range(labels.ndim):
+            held = [
+                i
+                for i in range(labels.shape[stack_axis])
+                if (np.take(labels, i, stack_axis) >= 0).any()
+            ]
+            if len(held) != 1:
+                continue
+            rest = np.delete(labels, held[0], axis=stack_axis)
+            layer = np.take(labels, held[0], stack_axis)
+            if (rest < 0).all() and layer.ndim and (layer >= 0).all():
+                axis, units = _axis_units(layer, role)
+                axis += axis >= stack_axis
+                return UnitSlice(path, axis, units, role, stack_axis, np.array(held))
+    axis, units = _axis_units(labels, role)
+    return UnitSlice(path, axis, units, role)
+
+
+def _unrolled(
+    flat: jex.ClosedJaxpr, scans: set[int]
+) -> tuple[jex.ClosedJaxpr, list[tuple[int, int, int] | None]]:
+    """``flat`` with the scans at ``scans`` (equation indices) unrolled, one layer after
+    the other, and for each top-level ReLU equation of the result in order, the
+    ``(scan, body equation, iteration)`` it comes from (None outside the unrolled scans)."""
+    marks: list[tuple[int, int, int] | None] = []
+
+    def is_site(eqn: jex.JaxprEqn) -> bool:
+        return internals.is_relu_custom_jvp(eqn) or internals.is_leakyjax(eqn)
+
+    def run_body(body: jex.Jaxpr, consts: Sequence[Any], args: Sequence[Any], where) -> list:
+        env = dict(zip(body.constvars, consts, strict=True))
+        env.update(zip(body.invars, args, strict=True))
+
+        def read(atom: Any) -> Any:
+            return atom.val if isinstance(atom, jex.Literal) else env[atom]
+
+        for j, eqn in enumerate(body.eqns):
+            invals = [read(v) for v in eqn.invars]
+            if where is None and j in scans:
+                outs = unroll(eqn, invals, j)
+            elif is_site(eqn):
+                outs = internals.bind(eqn, invals)
+                marks.append(None if where is None else (where[0], j, where[1]))
+            elif (inner := internals.call_body(eqn)) is not None:  # a jit in the body
+                called = eqn.params["jaxpr" if "jaxpr" in eqn.params else "call_jaxpr"]
+                consts = called.consts if isinstance(called, jex.ClosedJaxpr) else []
+                with internals.equation_context(eqn):
+                    outs = _inline_eval(inner, consts, invals)
+            else:
+                outs = internals.bind(eqn, invals)
+            env.update(zip(eqn.outvars, outs, strict=True))
+        return [read(v) for v in body.outvars]
+
+    def unroll(eqn: jex.JaxprEqn, invals: list, index: int) -> list:
+        if eqn.params.get("reverse"):
+            raise _NotRevivable("a reversed scan")
+        num_consts, num_carry = internals.scan_layout(eqn)
+        body = eqn.params["jaxpr"]
+        consts = invals[:num_consts]
+        carry = invals[num_consts : num_consts + num_carry]
+        xs = invals[num_consts + num_carry :]
+        ys = []
+        for step in range(int(eqn.params["length"])):
+            layer = [jax.lax.index_in_dim(x, step, 0, keepdims=False) for x in xs]
+            outs = run_body(body.jaxpr, body.consts, [*consts, *carry, *layer], (index, step))
+            carry, y = outs[:num_carry], outs[num_carry:]
+            ys.append(y)
+        return [*carry, *(jnp.stack([y[k] for y in ys]) for k in range(len(ys[0])))]
+
+    def run(*inputs: Any) -> list[Any]:
+        return run_body(flat.jaxpr, flat.consts, inputs, None)
+
+    closed = internals.retrace(run, internals.invar_avals(flat), "unit_wiring")
+    return closed, marks
+
+
+def _stacked_wirings(
+    flat: jex.ClosedJaxpr, sites: list[Site], params: dict[int, str], data: set[int]
+) -> dict[str, Wiring]:
+    """The wirings of sites in scans over stacked layers, found on the program with those
+    scans unrolled: each iteration's slices, put together per leaf with the iteration
+    each index along the stacking axis holds. A site this cannot do keeps its refusal."""
+    out: dict[str, Wiring] = {}
+    scans = {s.stacked_by[0] for s in sites if s.stacked_by is not None}
+    try:
+        unrolled, marks = _unrolled(flat, scans)
+    except _NotRevivable:
+        return out
+    equations = [
+        e
+        for e in unrolled.jaxpr.eqns
+        if internals.is_relu_custom_jvp(e) or internals.is_leakyjax(e)
+    ]
+    if len(equations) != len(marks):
+        return out
+    at = {mark: eqn for mark, eqn in zip(marks, equations, strict=True) if mark is not None}
+    analysis = _Analysis(unrolled.jaxpr, params, data)
+    shapes = {path: _shape(unrolled.jaxpr.invars[i]) for i, path in params.items()}
+    for site in sites:
+        if len(site.path) != 4 or site.stacked_by != site.path[:1]:
+            continue
+        if not site.rewritable and not site.clamp:
+            continue
+        try:
+            per_layer = []
+            for step in range(site.iterations):
+                eqn = at.get((site.path[0], site.path[-1], step))
+                if eqn is None:
+                    raise _NotRevivable(_STACKED.format(site.iterations))
+                try:
+                    per_layer.append(analysis.wire_equation(eqn, site.operand))
+                except _NotRevivable as why:
+                    raise _NotRevivable(f"in iteration {step}: {why}") from None
+            incoming = _by_iteration([layer[0] for layer in per_layer], shapes)
+            outgoing = _by_iteration([layer[1] for layer in per_layer], shapes)
+            out[site.name] = Wiring(site, incoming, outgoing, True, None)
+        except _NotRevivable as why:
+            out[site.name] = Wiring(site, (), (), False, str(why))
+    return out
+
+
+def _by_iteration(
+    per_layer: list[list[UnitSlice]], shapes: dict[str, tuple[int, ...]]
+) -> tuple[UnitSlice, ...]:
+    """One slice per leaf and role from each iteration's slices, with the iteration each
+    index along the stacking axis holds."""
+    merged: dict[tuple, UnitSlice] = {}
+    for step, slices in enumerate(per_layer):
+        for s in slices:
+            key = (s.path, s.role, s.axis, s.iteration_axis)
+            if s.iteration_axis is None:
+                if key in merged:
+                    raise _NotRevivable(
+                        f"a parameter it needs ({s.path}) is used by several layers of the stack"
+                    )
+                merged[key] = s._replace(iterations=np.array([step]))
+                continue
+            previous = merged.get(key)
+            if previous is None:
+                iterations = np.full(shapes[s.path][s.iteration_axis], -1, np.int64)
+            elif not np.array_equal(previous.units, s.units):
+                raise _NotRevivable(f"its units lie differently in each layer of {s.path}")
+            else:
+                iterations = previous.iterations.copy()
+            if iterations[s.iterations[0]] != -1:
+                raise _NotRevivable(f"a layer of {s.path} is used by several iterations")
+            iterations[s.iterations[0]] = step
+            merged[key] = s._replace(iterations=iterations)
+    return tuple(merged.values())
+
+
 # --- Label arrays -----------------------------------------------------------------------------
 
 
@@ -722,6 +904,17 @@ def _pull_back(eqn: jex.JaxprEqn, labels: np.ndarray) -> np.ndarray:
     shape = _shape(eqn.invars[0])
     if name == "transpose":
         return np.transpose(labels, np.argsort(eqn.params["permutation"]))
+    if name == "slice":  # one layer of a stack: the other entries hold no unit of it
+        full = np.full(shape, -1, np.int64)
+        strides = eqn.params["strides"] or (1,) * len(shape)
+        where = tuple(
+            slice(start, stop, step)
+            for start, stop, step in zip(
+                eqn.params["start_indices"], eqn.params["limit_indices"], strides, strict=True
+            )
+        )
+        full[where] = labels
+        return full
     if name == "broadcast_in_dim":
         dims = eqn.params["broadcast_dimensions"]
         index = tuple(slice(None) if d in dims else 0 for d in range(labels.ndim))
@@ -1116,7 +1309,13 @@ def _check_masks(dead: Any, wirings: dict[str, Wiring]) -> dict[str, Any]:
                 f"revive: `dead[{name!r}]` must be a bool mask, got dtype "
                 f"{np.dtype(jnp.result_type(mask)).name}"
             )
-        if np.shape(mask) != (size,):
+        layers = wiring.site.iterations
+        if layers is not None and np.shape(mask) != (layers, size):
+            raise ValueError(
+                f"revive: `dead[{name!r}]` must have shape ({layers}, {size}), one row per "
+                f"layer of the stack and one entry per unit, got {np.shape(mask)}"
+            )
+        if layers is None and np.shape(mask) != (size,):
             raise ValueError(
                 f"revive: `dead[{name!r}]` must have shape ({size},), one entry per unit, "
                 f"got {np.shape(mask)}"
@@ -1127,11 +1326,21 @@ def _check_masks(dead: Any, wirings: dict[str, Wiring]) -> dict[str, Any]:
 
 def _slice_mask(mask: jax.Array, unit_slice: UnitSlice, shape: tuple[int, ...]) -> jax.Array:
     """Where the leaf holds entries of masked units."""
-    units = unit_slice.units
-    along = jnp.where(units >= 0, mask[np.maximum(units, 0)], False)
+    units, layers = unit_slice.units, unit_slice.iterations
     view = [1] * len(shape)
     view[unit_slice.axis] = shape[unit_slice.axis]
-    return jnp.broadcast_to(along.reshape(view), shape)
+    if layers is not None and unit_slice.iteration_axis is None:
+        mask = mask[int(layers[0])]  # a leaf of one layer: that iteration's row
+    if layers is None or unit_slice.iteration_axis is None:
+        along = jnp.where(units >= 0, mask[np.maximum(units, 0)], False)
+        return jnp.broadcast_to(along.reshape(view), shape)
+    # A stacked leaf: index i along the stacking axis holds iteration layers[i]'s units.
+    valid = (layers[:, None] >= 0) & (units[None, :] >= 0)
+    grid = jnp.where(valid, mask[np.maximum(layers, 0)[:, None], np.maximum(units, 0)[None]], False)
+    if unit_slice.iteration_axis > unit_slice.axis:
+        grid = grid.T
+    view[unit_slice.iteration_axis] = shape[unit_slice.iteration_axis]
+    return jnp.broadcast_to(grid.reshape(view), shape)
 
 
 def _fresh(unit_slice, wiring, leaf, key, init):
@@ -1144,6 +1353,8 @@ def _fresh(unit_slice, wiring, leaf, key, init):
     if init is not None:
         return jnp.asarray(init(key, np.shape(leaf), leaf.dtype), leaf.dtype)
     fan_in = int(np.prod(np.shape(leaf))) // np.shape(leaf)[unit_slice.axis]
+    if unit_slice.iteration_axis is not None:  # one layer of the stack
+        fan_in //= np.shape(leaf)[unit_slice.iteration_axis]
     bound = np.sqrt(6.0 / max(fan_in, 1))
     return jax.random.uniform(key, np.shape(leaf), leaf.dtype, -bound, bound)
 
