@@ -132,10 +132,16 @@ def unit_wiring(
     the site, such as LayerNorm after the ReLU); when its pre-activation is reduced across
     units (LayerNorm before the ReLU) or also depends on something other than its own
     parameter slices (a residual input, another layer's output, a weight shared with
-    another site); when a needed parameter is not in ``argnums``; inside a ``scan`` over
-    stacked layers (``Site.iterations``: not followed yet) or other control flow
-    (``scan``, ``cond``, ``while_loop``); or when a primitive on the way has no rule here
-    (named).
+    another site); when a needed parameter is not in ``argnums``; inside control flow
+    (``scan`` over data, ``cond``, ``while_loop``, a reversed scan); or when a primitive on
+    the way has no rule here (named).
+
+    A site inside a ``scan`` over stacked layers (``nn.scan``, ``nnx.scan``,
+    ``hk.layer_stack``; ``Site.iterations`` is set) is followed per iteration, on the
+    program with that scan unrolled: its slices carry the stacking axis
+    (``UnitSlice.iteration_axis``) and the iteration each index along it holds
+    (``UnitSlice.iterations``: layer l's kernel produces iteration l's units, layer l + 1's
+    consumes them, the head after the stack consumes the last iteration's).
 
     Args:
       fn: the model, as for :func:`leakyjax.leakify`. With Flax NNX modules (``fn``
@@ -1194,7 +1200,9 @@ def revive(
     ``args[argnums]`` (a tuple for a tuple ``argnums``); a Flax NNX module (``fn`` itself,
     or among the arguments) is updated in place and returned as ``new_params`` (a tuple of
     them if there are several), so call it outside ``jax.jit``. ``dead`` maps site names to a bool
-    mask per unit: ``{name: r.dead for name, r in tracker.result(state).items()}``, or
+    mask per unit (per iteration and unit, ``(iterations, units)``, for a site in a scan
+    over stacked layers, as the tracker gives them):
+    ``{name: r.dead for name, r in tracker.result(state).items()}``, or
     ``{name: r.score <= tau ...}`` for ReDo's tau-dormant units. It is jit-able with the
     masks traced (the wiring is found when it is traced). An all-False mask changes nothing.
 

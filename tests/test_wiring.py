@@ -39,10 +39,7 @@ def _unchanged_outside(old, new, wiring, masks):
     for name, mask in masks.items():
         for s in wiring[name].incoming + wiring[name].outgoing:
             leaf = _leaf(old, s.path)
-            along = np.where(s.units >= 0, np.asarray(mask)[np.maximum(s.units, 0)], False)
-            view = [1] * leaf.ndim
-            view[s.axis] = leaf.shape[s.axis]
-            where = np.broadcast_to(along.reshape(view), leaf.shape)
+            where = _entries(np.asarray(mask), s, leaf.shape)
             touched[s.path] = touched.get(s.path, np.zeros(leaf.shape, bool)) | where
     for path, where in touched.items():
         np.testing.assert_array_equal(
@@ -52,6 +49,22 @@ def _unchanged_outside(old, new, wiring, masks):
         if path not in touched:
             np.testing.assert_array_equal(np.asarray(_flat(new)[path]), np.asarray(leaf))
     return touched
+
+
+def _entries(mask, s, shape):
+    """Where a leaf of ``shape`` holds the masked units of slice ``s`` (for a stacked site,
+    ``mask[iteration, unit]``)."""
+    if s.iterations is not None and s.iteration_axis is None:
+        mask = mask[s.iterations[0]]
+    where = np.zeros(shape, bool)
+    for index in np.ndindex(*shape):
+        unit = s.units[index[s.axis]]
+        if s.iteration_axis is None:
+            where[index] = unit >= 0 and mask[unit]
+        else:
+            layer = s.iterations[index[s.iteration_axis]]
+            where[index] = unit >= 0 and layer >= 0 and mask[layer, unit]
+    return where
 
 
 def _flat(tree):
@@ -350,7 +363,7 @@ def test_layernorm_model_what_is_revivable_and_what_is_refused():
     _unchanged_outside(variables, new, wiring, dead)
 
 
-def test_stacked_layers_under_nn_scan_are_refused_with_the_reason():
+def test_stacked_layers_under_nn_scan_are_revived_per_iteration():
     nn = pytest.importorskip("flax.linen")
 
     class Block(nn.Module):
@@ -364,24 +377,54 @@ def test_stacked_layers_under_nn_scan_are_refused_with_the_reason():
             stack = nn.scan(
                 Block, variable_axes={"params": 0}, split_rngs={"params": True}, length=3
             )
-            return nn.Dense(1)(stack()(x, None)[0])
+            return nn.Dense(2)(stack()(x, None)[0])
 
-    x = _normal(26, (4, 4))
-    variables = Net().init(KEY, x)
-    (site,) = lj.unit_wiring(Net().apply)(variables, x).values()
-    assert site.site.iterations == 3 and not site.revivable
-    assert site.reason == (
-        "inside a scan over 3 stacked layers (nn.scan, nnx.scan, hk.layer_stack), which "
-        "unit_wiring does not follow units through yet"
-    )
+    x = _normal(26, (1000, 4))
+    variables = Net().init(KEY, x[:2])
+    layers = variables["params"]["ScanBlock_0"]["Dense_0"]
+    bias = layers["bias"].at[1, 2].set(-1e3).at[2, 0].set(-1e3)
+    variables = {
+        "params": {**variables["params"], "ScanBlock_0": {"Dense_0": {**layers, "bias": bias}}}
+    }
+    (name,) = wiring = lj.unit_wiring(Net().apply)(variables, x[:2])
+    site = wiring[name]
+    assert site.site.iterations == 3 and site.revivable, site.reason
+    stacked = "params/ScanBlock_0/Dense_0/"
+    assert [
+        (s.path, s.axis, s.iteration_axis, s.iterations.tolist())
+        for s in site.incoming + site.outgoing
+    ] == [
+        (stacked + "kernel", 2, 0, [0, 1, 2]),  # layer l's output features: iteration l
+        (stacked + "bias", 1, 0, [0, 1, 2]),
+        (stacked + "kernel", 1, 0, [-1, 0, 1]),  # layer l + 1's input features
+        ("params/Dense_0/kernel", 0, None, [2]),  # the head: the last iteration
+    ]
+    dead = _dead(Net().apply, variables, x)
+    assert dead[name].shape == (3, 4) and dead[name][1, 2] and dead[name][2, 0]
+    new, _ = jax.jit(lj.revive(Net().apply))(jax.random.key(13), dead, variables, x)
+    run = jax.jit(Net().apply)
+    np.testing.assert_array_equal(run(new, x), run(variables, x))
+    touched = _unchanged_outside(variables, new, wiring, dead)
+    kernel = new["params"]["ScanBlock_0"]["Dense_0"]["kernel"]
+    assert (kernel[2, 2] == 0.0).all() and (new["params"]["Dense_0"]["kernel"][0] == 0.0).all()
+    assert touched[stacked + "kernel"][1, :, 2].all() and not touched[stacked + "kernel"][0].any()
+    with pytest.raises(ValueError, match=r"must have shape \(3, 4\), one row per layer"):
+        lj.revive(Net().apply)(KEY, {name: dead[name][0]}, variables, x[:2])
 
-    def stacked(params, x):  # a scan over data: control flow
-        return jax.lax.scan(lambda h, w: (jax.nn.relu(h @ w), None), x, params)[0] @ jnp.ones(
-            (4, 1)
+    def reversed_stack(params, x):
+        return (
+            jax.lax.scan(
+                lambda h, p: (jax.nn.relu(h @ p["w"]), None), x, params["layers"], reverse=True
+            )[0]
+            @ params["head"]
         )
 
-    (w,) = lj.unit_wiring(stacked)(jnp.ones((3, 4, 4)), jnp.ones((2, 4))).values()
-    assert not w.revivable and "scan" in w.reason
+    params = {"layers": {"w": _normal(27, (3, 4, 4))}, "head": _normal(28, (4, 1))}
+    (site,) = lj.unit_wiring(reversed_stack)(params, x[:2]).values()
+    assert site.site.iterations == 3 and site.reason == (
+        "inside a scan over 3 stacked layers (nn.scan, nnx.scan, hk.layer_stack) that "
+        "unit_wiring could not unroll (a reversed scan, or a site inside further control flow)"
+    )
 
 
 def test_bad_masks_are_clear_errors():
