@@ -427,6 +427,54 @@ def test_stacked_layers_under_nn_scan_are_revived_per_iteration():
     )
 
 
+def test_nnx_scan_over_stacked_blocks_is_revived_per_iteration_in_place():
+    nnx = pytest.importorskip("flax.nnx")
+
+    class Block(nnx.Module):
+        def __init__(self, rngs):
+            self.linear = nnx.Linear(4, 4, rngs=rngs)
+
+        def __call__(self, x):
+            return nnx.relu(self.linear(x))
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            @nnx.split_rngs(splits=3)
+            @nnx.vmap(in_axes=(0,), out_axes=0)
+            def make(rngs):
+                return Block(rngs)
+
+            self.blocks = make(rngs)
+            self.head = nnx.Linear(4, 2, rngs=rngs)
+
+        def __call__(self, x):
+            @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=nnx.Carry)
+            def step(h, block):
+                return block(h)
+
+            return self.head(step(x, self.blocks))
+
+    model = Net(nnx.Rngs(0))
+    model.blocks.linear.bias[...] = model.blocks.linear.bias[...].at[1, 3].set(-1e3)
+    x = _normal(29, (1000, 4))
+    wiring = lj.unit_wiring(model)(x[:2])
+    assert list(wiring) == ["blocks/linear [in scan]"]
+    site = wiring["blocks/linear [in scan]"]
+    assert [(s.path, s.iteration_axis, s.iterations.tolist()) for s in site.outgoing] == [
+        ("blocks/linear/kernel/value", 0, [-1, 0, 1]),
+        ("head/kernel/value", None, [2]),
+    ]
+    tracker = lj.track_dead_units(nnx.clone(model))
+    _, state = tracker.update(tracker.init(x), x)
+    dead = {name: r.dead for name, r in tracker.result(state).items()}
+    assert dead["blocks/linear [in scan]"][1, 3]
+    before = nnx.clone(model)
+    assert lj.revive(model)(jax.random.key(14), dead, x[:2])[0] is model
+    np.testing.assert_array_equal(model(x), before(x))
+    _unchanged_outside(nnx.state(before), nnx.state(model), wiring, dead)
+    assert (model.blocks.linear.kernel[...][2, 3] == 0.0).all()
+
+
 def test_bad_masks_are_clear_errors():
     x = _normal(22, (16, 6))
     revive = lj.revive(mlp)
