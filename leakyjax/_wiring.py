@@ -4,8 +4,12 @@ A unit's index is followed through the traced program as a label array: an int a
 value's shape whose entries are the unit each element belongs to (-1 for none). Labels are
 pulled back from a site's pre-activation to the kernel, bias and scale that produce it, and
 pushed forward from its activation to the kernels that consume it, one rule per primitive
-(``_FORWARD``). A primitive without a rule makes the site not revivable, with a reason that
-names it: never a guess. Layouts come from the program (``dot_general``'s and
+(``_FORWARD``). Between the product and the pre-activation, labels go forward through the
+per-unit arithmetic of a normalization (``_PER_UNIT``: a statistic reduced over a unit's own
+examples and positions stays that unit's; a reduction over units does not). A site in a scan
+over stacked layers is followed on the program with that scan unrolled, one iteration at a
+time. A primitive without a rule makes the site not revivable, with a reason that names it:
+never a guess. Layouts come from the program (``dot_general``'s and
 ``conv_general_dilated``'s dimension numbers), never from parameter names.
 """
 
@@ -1199,8 +1203,8 @@ def revive(
     ``(new_params, new_opt_state)``: ``new_params`` has the structure of
     ``args[argnums]`` (a tuple for a tuple ``argnums``); a Flax NNX module (``fn`` itself,
     or among the arguments) is updated in place and returned as ``new_params`` (a tuple of
-    them if there are several), so call it outside ``jax.jit``. ``dead`` maps site names to a bool
-    mask per unit (per iteration and unit, ``(iterations, units)``, for a site in a scan
+    them if there are several), so call it outside ``jax.jit``. ``dead`` maps site names to
+    a bool mask per unit (per iteration and unit, ``(iterations, units)``, for a site in a scan
     over stacked layers, as the tracker gives them):
     ``{name: r.dead for name, r in tracker.result(state).items()}``, or
     ``{name: r.score <= tau ...}`` for ReDo's tau-dormant units. It is jit-able with the
