@@ -39,23 +39,42 @@ def _unchanged_outside(old, new, wiring, masks):
     for name, mask in masks.items():
         for s in wiring[name].incoming + wiring[name].outgoing:
             leaf = _leaf(old, s.path)
-            along = np.where(s.units >= 0, np.asarray(mask)[np.maximum(s.units, 0)], False)
-            view = [1] * leaf.ndim
-            view[s.axis] = leaf.shape[s.axis]
-            where = np.broadcast_to(along.reshape(view), leaf.shape)
+            where = _entries(np.asarray(mask), s, leaf.shape)
             touched[s.path] = touched.get(s.path, np.zeros(leaf.shape, bool)) | where
     for path, where in touched.items():
         np.testing.assert_array_equal(
             np.asarray(_leaf(new, path))[~where], np.asarray(_leaf(old, path))[~where]
         )
+    for path, leaf in _flat(old).items():  # the leaves no slice is in: all of them
+        if path not in touched:
+            np.testing.assert_array_equal(np.asarray(_flat(new)[path]), np.asarray(leaf))
     return touched
 
 
-def _leaf(tree, path):
-    flat = {
+def _entries(mask, s, shape):
+    """Where a leaf of ``shape`` holds the masked units of slice ``s`` (for a stacked site,
+    ``mask[iteration, unit]``)."""
+    if s.iterations is not None and s.iteration_axis is None:
+        mask = mask[s.iterations[0]]
+    where = np.zeros(shape, bool)
+    for index in np.ndindex(*shape):
+        unit = s.units[index[s.axis]]
+        if s.iteration_axis is None:
+            where[index] = unit >= 0 and mask[unit]
+        else:
+            layer = s.iterations[index[s.iteration_axis]]
+            where[index] = unit >= 0 and layer >= 0 and mask[layer, unit]
+    return where
+
+
+def _flat(tree):
+    return {
         "/".join(_key(k) for k in p): v for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]
     }
-    return flat[path]
+
+
+def _leaf(tree, path):
+    return _flat(tree)[path]
 
 
 def _key(k):
@@ -262,42 +281,198 @@ def test_residual_block_inner_site_revivable_stream_refused():
         return jax.nn.relu(h + inner @ p["c"]) @ p["d"]
 
     p = {k: _normal(i, (4, 4)) for i, k in enumerate("abcd")}
-    wiring = lj.unit_wiring(block)(p, _normal(20, (3, 4)))
-    assert not wiring["a"].revivable and "residual" in wiring["a"].reason
+    # Units 0 and 2 of the inner site: negative weights from a non-negative input.
+    p["b"] = p["b"].at[:, jnp.array([0, 2])].set(-1.0 - jnp.abs(_normal(24, (4, 2))))
+    x = _normal(20, (1000, 4))
+    wiring = lj.unit_wiring(block)(p, x)
+    assert wiring["a"].reason == "its activation reaches a residual `add` with another stream"
     assert wiring["b"].revivable
     stream = [w for name, w in wiring.items() if name not in ("a", "b")]
-    assert len(stream) == 1 and not stream[0].revivable
-    assert "other than its own parameter slices" in stream[0].reason
+    assert len(stream) == 1 and stream[0].reason == (
+        "its pre-activation also depends on something other than its own parameter slices (a "
+        "residual input, another layer's output or a shared weight)"
+    )
     with pytest.raises(ValueError, match="cannot be revived.*residual"):
-        lj.revive(block)(KEY, {"a": jnp.zeros(4, bool)}, p, _normal(20, (3, 4)))
+        lj.revive(block)(KEY, {"a": jnp.zeros(4, bool)}, p, x)
+    dead = {"b": _dead(block, p, x)["b"]}
+    assert dead["b"].tolist() == [True, False, True, False]
+    new, _ = jax.jit(lj.revive(block))(jax.random.key(11), dead, p, x)
+    np.testing.assert_array_equal(jax.jit(block)(new, x), jax.jit(block)(p, x))
+    touched = _unchanged_outside(p, new, wiring, dead)
+    assert touched["c"][jnp.array([0, 2])].all() and (new["c"][jnp.array([0, 2])] == 0.0).all()
 
 
-def test_unsupported_structure_is_refused_with_a_reason():
+def test_shared_parameters_and_other_outputs_are_refused():
+    def shared(p, x):
+        h = jax.nn.relu(x @ p["w"] + p["b"])
+        h = jax.nn.relu(h @ p["w"] + p["b"])  # the same kernel and bias again
+        return h @ p["out"]
+
+    p = {"w": _normal(40, (4, 4)), "b": _normal(41, (4,)), "out": _normal(42, (4, 1))}
+    x = _normal(43, (5, 4))
+    reasons = {w.reason for w in lj.unit_wiring(shared)(p, x).values()}
+    assert reasons == {"a weight it uses is also used elsewhere (shared weights)"}
+    p["v"] = _normal(44, (4, 4))
+
+    def bias_shared(p, x):
+        h = jax.nn.relu(x @ p["w"] + p["b"])
+        return jax.nn.relu(h @ p["v"] + p["b"]) @ p["out"]
+
+    reasons = {w.reason for w in lj.unit_wiring(bias_shared)(p, x).values()}
+    assert reasons == {"its bias is also used elsewhere (shared with another layer)"}
+
+    def returns_pre_activation(p, x):
+        z = x @ p["w"] + p["b"]
+        return jax.nn.relu(z) @ p["out"], z
+
+    (site,) = lj.unit_wiring(returns_pre_activation)(p, x).values()
+    assert site.reason == "its pre-activation is also an output of the function"
+
+
+def test_layernorm_model_what_is_revivable_and_what_is_refused():
     nn = pytest.importorskip("flax.linen")
 
-    class Norms(nn.Module):
+    class Net(nn.Module):
         @nn.compact
-        def __call__(self, x, train=True):
-            h = nn.relu(nn.BatchNorm(use_running_average=not train)(nn.Dense(4)(x)))
-            h = nn.LayerNorm()(nn.relu(nn.Dense(4)(h)))
-            return nn.Dense(1)(jax.nn.relu(h))
+        def __call__(self, x):
+            h = nn.LayerNorm()(nn.relu(nn.Dense(6, name="before")(x)))
+            h = nn.relu(nn.LayerNorm(name="norm")(nn.Dense(6, name="normed")(h)))
+            h = nn.relu(nn.Dense(6, name="after")(h))
+            return nn.Dense(2, name="head")(h)
 
-    x = _normal(21, (8, 3))
-    variables = Norms().init(KEY, x)
-    wiring = lj.unit_wiring(Norms().apply)(variables, x, mutable=["batch_stats"])
-    reasons = [w.reason for w in wiring.values()]
-    assert not any(w.revivable for w in wiring.values())
-    assert "normalization" in reasons[0]  # BatchNorm's statistics: not supported yet
-    assert "reduced over units" in reasons[1] or "residual" in reasons[1]  # LayerNorm after it
-    assert "output" in reasons[2] or "other than" in reasons[2]
+    model = Net()
+    x = _normal(25, (1000, 3))
+    variables = model.init(KEY, x[:2])
+    after = variables["params"]["after"]
+    bias = after["bias"].at[jnp.array([1, 5])].set(-1e3)
+    variables = {"params": {**variables["params"], "after": {**after, "bias": bias}}}
+    wiring = lj.unit_wiring(model.apply)(variables, x)
+    assert {name: w.reason for name, w in wiring.items()} == {
+        "params/before": "its activation is reduced over units (a sum, or a normalization or "
+        "softmax across the site, such as LayerNorm)",
+        "params/norm": "its pre-activation is normalized or reduced across units (a LayerNorm, "
+        "say): each unit depends on the others",
+        "params/after": None,
+    }
+    dead = _dead(model.apply, variables, x)
+    assert dead["params/after"].tolist() == [False, True, False, False, False, True]
+    dead = {"params/after": dead["params/after"]}
+    new, _ = jax.jit(lj.revive(model.apply))(jax.random.key(12), dead, variables, x)
+    run = jax.jit(model.apply)
+    np.testing.assert_array_equal(run(new, x), run(variables, x))
+    _unchanged_outside(variables, new, wiring, dead)
 
-    def stacked(params, x):
-        return jax.lax.scan(lambda h, w: (jax.nn.relu(h @ w), None), x, params)[0] @ jnp.ones(
-            (4, 1)
+
+def test_stacked_layers_under_nn_scan_are_revived_per_iteration():
+    nn = pytest.importorskip("flax.linen")
+
+    class Block(nn.Module):
+        @nn.compact
+        def __call__(self, h, _):
+            return nn.relu(nn.Dense(4)(h)), None
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            stack = nn.scan(
+                Block, variable_axes={"params": 0}, split_rngs={"params": True}, length=3
+            )
+            return nn.Dense(2)(stack()(x, None)[0])
+
+    x = _normal(26, (1000, 4))
+    variables = Net().init(KEY, x[:2])
+    layers = variables["params"]["ScanBlock_0"]["Dense_0"]
+    bias = layers["bias"].at[1, 2].set(-1e3).at[2, 0].set(-1e3)
+    variables = {
+        "params": {**variables["params"], "ScanBlock_0": {"Dense_0": {**layers, "bias": bias}}}
+    }
+    (name,) = wiring = lj.unit_wiring(Net().apply)(variables, x[:2])
+    site = wiring[name]
+    assert site.site.iterations == 3 and site.revivable, site.reason
+    stacked = "params/ScanBlock_0/Dense_0/"
+    assert [
+        (s.path, s.axis, s.iteration_axis, s.iterations.tolist())
+        for s in site.incoming + site.outgoing
+    ] == [
+        (stacked + "kernel", 2, 0, [0, 1, 2]),  # layer l's output features: iteration l
+        (stacked + "bias", 1, 0, [0, 1, 2]),
+        (stacked + "kernel", 1, 0, [-1, 0, 1]),  # layer l + 1's input features
+        ("params/Dense_0/kernel", 0, None, [2]),  # the head: the last iteration
+    ]
+    dead = _dead(Net().apply, variables, x)
+    assert dead[name].shape == (3, 4) and dead[name][1, 2] and dead[name][2, 0]
+    new, _ = jax.jit(lj.revive(Net().apply))(jax.random.key(13), dead, variables, x)
+    run = jax.jit(Net().apply)
+    np.testing.assert_array_equal(run(new, x), run(variables, x))
+    touched = _unchanged_outside(variables, new, wiring, dead)
+    kernel = new["params"]["ScanBlock_0"]["Dense_0"]["kernel"]
+    assert (kernel[2, 2] == 0.0).all() and (new["params"]["Dense_0"]["kernel"][0] == 0.0).all()
+    assert touched[stacked + "kernel"][1, :, 2].all() and not touched[stacked + "kernel"][0].any()
+    with pytest.raises(ValueError, match=r"must have shape \(3, 4\), one row per layer"):
+        lj.revive(Net().apply)(KEY, {name: dead[name][0]}, variables, x[:2])
+
+    def reversed_stack(params, x):
+        return (
+            jax.lax.scan(
+                lambda h, p: (jax.nn.relu(h @ p["w"]), None), x, params["layers"], reverse=True
+            )[0]
+            @ params["head"]
         )
 
-    (w,) = lj.unit_wiring(stacked)(jnp.ones((3, 4, 4)), jnp.ones((2, 4))).values()
-    assert not w.revivable and "control flow" in w.reason
+    params = {"layers": {"w": _normal(27, (3, 4, 4))}, "head": _normal(28, (4, 1))}
+    (site,) = lj.unit_wiring(reversed_stack)(params, x[:2]).values()
+    assert site.site.iterations == 3 and site.reason == (
+        "inside a scan over 3 stacked layers (nn.scan, nnx.scan, hk.layer_stack) that "
+        "unit_wiring could not unroll (a reversed scan, or a site inside further control flow)"
+    )
+
+
+def test_nnx_scan_over_stacked_blocks_is_revived_per_iteration_in_place():
+    nnx = pytest.importorskip("flax.nnx")
+
+    class Block(nnx.Module):
+        def __init__(self, rngs):
+            self.linear = nnx.Linear(4, 4, rngs=rngs)
+
+        def __call__(self, x):
+            return nnx.relu(self.linear(x))
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            @nnx.split_rngs(splits=3)
+            @nnx.vmap(in_axes=(0,), out_axes=0)
+            def make(rngs):
+                return Block(rngs)
+
+            self.blocks = make(rngs)
+            self.head = nnx.Linear(4, 2, rngs=rngs)
+
+        def __call__(self, x):
+            @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=nnx.Carry)
+            def step(h, block):
+                return block(h)
+
+            return self.head(step(x, self.blocks))
+
+    model = Net(nnx.Rngs(0))
+    model.blocks.linear.bias[...] = model.blocks.linear.bias[...].at[1, 3].set(-1e3)
+    x = _normal(29, (1000, 4))
+    wiring = lj.unit_wiring(model)(x[:2])
+    assert list(wiring) == ["blocks/linear [in scan]"]
+    site = wiring["blocks/linear [in scan]"]
+    assert [(s.path, s.iteration_axis, s.iterations.tolist()) for s in site.outgoing] == [
+        ("blocks/linear/kernel/value", 0, [-1, 0, 1]),
+        ("head/kernel/value", None, [2]),
+    ]
+    tracker = lj.track_dead_units(nnx.clone(model))
+    _, state = tracker.update(tracker.init(x), x)
+    dead = {name: r.dead for name, r in tracker.result(state).items()}
+    assert dead["blocks/linear [in scan]"][1, 3]
+    before = nnx.clone(model)
+    assert lj.revive(model)(jax.random.key(14), dead, x[:2])[0] is model
+    np.testing.assert_array_equal(model(x), before(x))
+    _unchanged_outside(nnx.state(before), nnx.state(model), wiring, dead)
+    assert (model.blocks.linear.kernel[...][2, 3] == 0.0).all()
 
 
 def test_bad_masks_are_clear_errors():
@@ -322,3 +497,186 @@ def test_bad_masks_are_clear_errors():
     assert reason == "a parameter it needs is not in `argnums`"
     both = lj.unit_wiring(split, argnums=(0, 1))(first, MLP["out"], x)["deep"]
     assert both.revivable and both.outgoing[0].path == "1/w"
+
+
+# --- Normalization layers, NNX modules, residual blocks, stacked layers (issue 18, §1 and §2)
+
+
+def _linen_batchnorm():
+    nn = pytest.importorskip("flax.linen")
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x, train):
+            h = nn.relu(nn.BatchNorm(use_running_average=not train)(nn.Dense(6)(x)))
+            return nn.Dense(2)(h)
+
+    model = Net()
+    variables = model.init(KEY, jnp.ones((2, 3)), train=False)
+    bn = variables["params"]["BatchNorm_0"]
+    variables = {
+        "params": {
+            **variables["params"],
+            "BatchNorm_0": {**bn, "bias": _normal(30, (6,)).at[jnp.array([1, 4])].set(-1e3)},
+        },
+        "batch_stats": {
+            "BatchNorm_0": {"mean": _normal(31, (6,)), "var": jnp.exp(_normal(32, (6,)))}
+        },
+    }
+    train = lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"])  # noqa: E731
+    evaluate = lambda v, x: model.apply(v, x, train=False)  # noqa: E731
+    return variables, train, evaluate
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_linen_batchnorm_scale_bias_and_statistics_are_revived(mode):
+    optax = pytest.importorskip("optax")
+    variables, train, evaluate = _linen_batchnorm()
+    fn = train if mode == "train" else evaluate
+    x = _normal(33, (1000, 3))
+    (name,) = wiring = lj.unit_wiring(fn)(variables, x)
+    site = wiring[name]
+    assert site.revivable, site.reason
+    assert [(s.path, s.axis, s.role) for s in site.incoming] == [
+        ("params/Dense_0/kernel", 1, "weight"),
+        ("params/Dense_0/bias", 0, "bias"),
+        ("batch_stats/BatchNorm_0/mean", 0, "mean"),
+        ("batch_stats/BatchNorm_0/var", 0, "var"),
+        ("params/BatchNorm_0/scale", 0, "scale"),
+        ("params/BatchNorm_0/bias", 0, "bias"),
+    ]
+    assert [(s.path, s.axis) for s in site.outgoing] == [("params/Dense_1/kernel", 0)]
+    dead = _dead(fn, variables, x)
+    assert dead[name].tolist() == [False, True, False, False, True, False]
+    tx = optax.adam(1e-2)
+    grads = jax.grad(lambda p: jnp.sum(evaluate({**variables, "params": p}, x) ** 2))(
+        variables["params"]
+    )
+    _, opt_state = tx.update(grads, tx.init(variables["params"]), variables["params"])
+    new, new_state = jax.jit(lj.revive(fn))(
+        jax.random.key(9), dead, variables, x, opt_state=opt_state
+    )
+    for run in (jax.jit(train), jax.jit(evaluate)):
+        out, revived_out = run(variables, x), run(new, x)
+        if isinstance(out, tuple):
+            # Train mode: the output, and the running statistics of the other units.
+            stats, revived_stats = out[1]["batch_stats"], revived_out[1]["batch_stats"]
+            keep = ~np.asarray(dead[name])
+            for k in ("mean", "var"):
+                np.testing.assert_array_equal(
+                    revived_stats["BatchNorm_0"][k][keep], stats["BatchNorm_0"][k][keep]
+                )
+            out, revived_out = out[0], revived_out[0]
+        np.testing.assert_array_equal(revived_out, out)
+    _unchanged_outside(variables, new, wiring, dead)
+    revived = np.asarray(dead[name])
+    assert (new["params"]["BatchNorm_0"]["scale"][revived] == 1.0).all()
+    assert (new["params"]["BatchNorm_0"]["bias"][revived] == 0.0).all()
+    assert (new["batch_stats"]["BatchNorm_0"]["mean"][revived] == 0.0).all()
+    assert (new["batch_stats"]["BatchNorm_0"]["var"][revived] == 1.0).all()
+    assert (new["params"]["Dense_1"]["kernel"][revived] == 0.0).all()
+    # The moments of the parameters (Optax over variables["params"]): zero at the revived
+    # slices, bit-identical elsewhere.
+    for old, moment in ((opt_state[0].mu, new_state[0].mu), (opt_state[0].nu, new_state[0].nu)):
+        params_wiring = {
+            name: site._replace(
+                incoming=tuple(
+                    s._replace(path=s.path.removeprefix("params/"))
+                    for s in site.incoming
+                    if s.path.startswith("params/")
+                ),
+                outgoing=tuple(
+                    s._replace(path=s.path.removeprefix("params/")) for s in site.outgoing
+                ),
+            )
+        }
+        touched = _unchanged_outside(old, moment, params_wiring, dead)
+        for path, where in touched.items():
+            np.testing.assert_array_equal(np.asarray(_leaf(moment, path))[where], 0.0)
+    assert new_state[0].count == opt_state[0].count
+
+
+def test_batchnorm_statistics_outside_argnums():
+    variables, train, evaluate = _linen_batchnorm()
+    x = _normal(34, (16, 3))
+
+    def split_train(params, stats, x):
+        return train({"params": params, "batch_stats": stats}, x)
+
+    def split_eval(params, stats, x):
+        return evaluate({"params": params, "batch_stats": stats}, x)
+
+    args = (variables["params"], variables["batch_stats"], x)
+    # In train mode the running statistics are only updated: revivable without them.
+    (site,) = lj.unit_wiring(split_train)(*args).values()
+    assert site.revivable and all(s.role not in ("mean", "var") for s in site.incoming)
+    # In eval mode they normalize the unit: needed.
+    (site,) = lj.unit_wiring(split_eval)(*args).values()
+    assert site.reason == "a parameter it needs is not in `argnums`"
+    (site,) = lj.unit_wiring(split_eval, argnums=(0, 1))(*args).values()
+    assert site.revivable
+    assert [s.path for s in site.incoming if s.role in ("mean", "var")] == [
+        "1/BatchNorm_0/mean",
+        "1/BatchNorm_0/var",
+    ]
+
+
+def test_nnx_batchnorm_module_is_revived_in_place_and_returned():
+    nnx = pytest.importorskip("flax.nnx")
+    optax = pytest.importorskip("optax")
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.linear = nnx.Linear(3, 6, rngs=rngs)
+            self.bn = nnx.BatchNorm(6, rngs=rngs)
+            self.out = nnx.Linear(6, 2, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(nnx.relu(self.bn(self.linear(x))))
+
+    model = Net(nnx.Rngs(0))
+    model.bn.bias[...] = _normal(35, (6,)).at[jnp.array([0, 3])].set(-1e3)
+    model.bn.mean[...] = _normal(36, (6,))
+    model.bn.var[...] = jnp.exp(_normal(37, (6,)))
+    x = _normal(38, (1000, 3))
+    wiring = lj.unit_wiring(model)(x[:8])
+    assert list(wiring) == ["bn"]
+    assert [(s.path, s.role) for s in wiring["bn"].incoming] == [
+        ("linear/kernel/value", "weight"),
+        ("linear/bias/value", "bias"),
+        ("bn/mean/value", "mean"),
+        ("bn/var/value", "var"),
+        ("bn/scale/value", "scale"),
+        ("bn/bias/value", "bias"),
+    ]
+    probe = nnx.clone(model)
+    tracker = lj.track_dead_units(probe)
+    _, state = tracker.update(tracker.init(x), x)
+    dead = {name: r.dead for name, r in tracker.result(state).items()}
+    assert dead["bn"].tolist() == [True, False, False, True, False, False]
+    params = nnx.state(model, nnx.Param)
+    tx = optax.sgd(1e-2, momentum=0.9)
+    opt_state = tx.init(params)
+    opt_state = jax.tree.map(lambda v: v + 1.0, opt_state)  # nonzero momentum everywhere
+    before = nnx.clone(model)
+    old_state = nnx.state(before)
+    revived, new_opt_state = lj.revive(model)(jax.random.key(10), dead, x[:8], opt_state=opt_state)
+    assert revived is model
+    _unchanged_outside(old_state, nnx.state(model), wiring, dead)
+    bn = np.asarray(dead["bn"])
+    assert (model.bn.mean[...][bn] == 0.0).all() and (model.bn.var[...][bn] == 1.0).all()
+    assert (model.bn.scale[...][bn] == 1.0).all() and (model.bn.bias[...][bn] == 0.0).all()
+    # Eval mode (running statistics) and train mode (this batch's): the same outputs.
+    for train in (False, True):
+        for m in (model, before):
+            m.train() if train else m.eval()
+        np.testing.assert_array_equal(model(x), before(x))
+    param_wiring = {
+        "bn": wiring["bn"]._replace(
+            incoming=tuple(s for s in wiring["bn"].incoming if s.role not in ("mean", "var"))
+        )
+    }
+    old_trace, new_trace = opt_state[0].trace, new_opt_state[0].trace
+    touched = _unchanged_outside(old_trace, new_trace, param_wiring, dead)
+    for path, where in touched.items():
+        np.testing.assert_array_equal(np.asarray(_leaf(new_trace, path))[where], 0.0)
