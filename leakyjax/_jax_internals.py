@@ -411,6 +411,28 @@ CLAMP_PASSTHROUGH = frozenset(
 )
 
 
+# What moves or casts an array's numbers without combining them with others: a parameter
+# passed through these is still that parameter (what a scan over stacked layers slices).
+LAYOUT = frozenset(
+    {
+        "transpose",
+        "reshape",
+        "squeeze",
+        "expand_dims",
+        "broadcast_in_dim",
+        "convert_element_type",
+        "copy",
+        "copy_p",
+        "pvary",
+        "slice",
+        "rev",
+        "concatenate",
+        "stack",
+        "split",
+    }
+)
+
+
 # A statistic (a mean, a variance) is computed from these by elementwise arithmetic.
 REDUCTIONS = frozenset({"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "psum", "pmean"})
 ELEMENTWISE = (

@@ -101,7 +101,9 @@ def find(
         rebound,
     )
     origins = [{i: _NOT_JOINED} if p is not None else {} for i, p in enumerate(leaf_paths)]
-    finder.walk(closed.jaxpr, origins, _Scope())
+    finder.walk(
+        closed.jaxpr, origins, _Scope(), [i in finder.parameters for i in range(len(origins))]
+    )
     names = _unique([_name(found, leaf_paths, sizes) for found in finder.found])
     return [
         Site(
@@ -181,11 +183,21 @@ class _Finder:
         self.parameters = parameters
         self.found: list[_Found] = []
         self.step = 0  # equations walked: when an origin joined the data flow
+        # The variables that are parameters as they were given, up to layout (a transpose,
+        # a reshape, a slice, a cast, a stack of them): what a scan over stacked layers
+        # slices. An embedding lookup or a layer's output is data, however it was made.
+        self.views: set[Any] = set()
 
-    def walk(self, jaxpr: jex.Jaxpr, origins: list[Origins], scope: _Scope) -> list[Origins]:
-        """Adds the sites of ``jaxpr`` (``origins[i]``: those of its invar i); returns the
-        origins of its outputs."""
+    def is_view(self, atom: Any) -> bool:
+        return not isinstance(atom, jex.Literal) and atom in self.views
+
+    def walk(
+        self, jaxpr: jex.Jaxpr, origins: list[Origins], scope: _Scope, views: list[bool]
+    ) -> list[Origins]:
+        """Adds the sites of ``jaxpr`` (``origins[i]``: those of its invar i; ``views[i]``:
+        whether it is a view of parameters); returns the origins of its outputs."""
         env: dict[Any, Origins] = dict(zip(jaxpr.invars, origins, strict=True))
+        self.views.update(v for v, view in zip(jaxpr.invars, views, strict=True) if view)
         producers = {v: e for e in jaxpr.eqns for v in e.outvars}
         uses = _uses(jaxpr)
 
@@ -202,15 +214,35 @@ class _Finder:
                 continue
             self.step += 1
             all_in = _combine([read(v) for v in eqn.invars], self.step)
+            operands = [v for v in eqn.invars if not isinstance(v, jex.Literal)]
+            if (
+                eqn.primitive.name in internals.LAYOUT
+                and operands
+                and all(map(self.is_view, operands))
+            ):
+                self.views.update(eqn.outvars)
             outs: list[Origins] | None = None
             for body in internals.bodies(eqn):
                 inner = body.jaxpr.jaxpr if isinstance(body.jaxpr, jex.ClosedJaxpr) else body.jaxpr
                 inner_origins = [
                     dict(read(eqn.invars[j])) if j is not None else all_in for j in body.inputs
                 ]
+                inner_views = [j is not None and self.is_view(eqn.invars[j]) for j in body.inputs]
                 body_outs = self.walk(
-                    inner, inner_origins, self._inner(scope, eqn, here, body, read, uses, jaxpr)
+                    inner,
+                    inner_origins,
+                    self._inner(scope, eqn, here, body, read, uses, jaxpr),
+                    inner_views,
                 )
+                if (
+                    internals.call_body(eqn) is not None
+                    or eqn.primitive.name == internals.CHECKPOINT
+                ):
+                    self.views.update(
+                        out
+                        for out, body_out in zip(eqn.outvars, inner.outvars, strict=True)
+                        if self.is_view(body_out)
+                    )
                 if len(body_outs) == len(eqn.outvars):  # outputs one to one (a while's body)
                     outs = (
                         body_outs
@@ -231,6 +263,7 @@ class _Finder:
             sliced = frozenset(
                 leaf
                 for var in eqn.invars[num_consts + num_carry :]
+                if self.is_view(var)
                 for leaf in read(var)
                 if leaf in self.parameters
             )
