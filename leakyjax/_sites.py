@@ -527,6 +527,15 @@ def _combine(inputs: list[Origins], step: int) -> Origins:
     return result
 
 
+@dataclasses.dataclass(frozen=True)
+class TransparentKey:
+    """The key of a pytree node that is no part of a site's name: the function a leakified
+    function wraps (the sites of ``leakify(module)`` are named as the module's)."""
+
+    def __str__(self) -> str:
+        return ""
+
+
 def _format_key(key: Any) -> str:
     if isinstance(key, jax.tree_util.DictKey):
         return str(key.key)
@@ -549,7 +558,11 @@ def _name(found: _Found, leaf_paths: Sequence[tuple | None], sizes: dict[Any, in
         # Parameters and data both feed a first layer; the parameters are the argument with
         # the most leaves (Flax's variables, Haiku's params, an Equinox model).
         group = max({c[0] for c in candidates}, key=lambda g: (sizes[g], str(g)))
-        paths = sorted(tuple(_format_key(k) for k in c[1]) for c in candidates if c[0] == group)
+        paths = sorted(
+            tuple(_format_key(k) for k in c[1] if not isinstance(k, TransparentKey))
+            for c in candidates
+            if c[0] == group
+        )
         # A Flax NNX Variable's array sits under `.value`: the parameter is the Variable.
         paths = [p[:-1] if p and p[-1] == "value" else p for p in paths]
         base = "/".join(_common_prefix(paths))

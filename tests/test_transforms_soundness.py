@@ -666,6 +666,21 @@ def test_pickling_says_what_it_is():
         pickle.dumps(local)
 
 
+def test_leakify_of_a_leakified_function_rewrites_what_is_left():
+    # The first leakify rewrites the first layer; the second, the ReLU it left.
+    first = lj.leakify(mlp, 0.5, sites=["0"])
+    both = lj.leakify(first, 0.25)
+    assert (both.fn, both.negative_slope, both.selection) == (first, 0.25, None)
+
+    def twin(params, x):
+        h = lj.leaky_relu(x @ params[0], 0.5)
+        return lj.leaky_relu(h @ params[1], 0.25) @ params[2]
+
+    _equal(jax.jit(both)(PARAMS, X), jax.jit(twin)(PARAMS, X))
+    kinds = [s.kind for s in lj.relu_sites(both)(PARAMS, X)]
+    assert kinds == ["leaky_relu", "leaky_relu"]
+
+
 def test_shape_dtype_structs_get_one_clear_message():
     spec = jax.ShapeDtypeStruct(X.shape, X.dtype)
     for fn in (jax.nn.relu, lambda x: mlp(PARAMS, x)):
