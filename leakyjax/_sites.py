@@ -153,6 +153,15 @@ class _Scope:
     source: str | None = None
 
 
+# The primitives whose bodies JAX traces once per function for every caller (a jit's, a
+# custom rule's): inside a library function's, the tracebacks are the first caller's. A
+# checkpoint, scan or cond body is traced at each call: its equations have their own (Flax's
+# nn.remat is a function of Flax's, excluded from tracebacks, around the user's module).
+_CACHED_BODIES = frozenset(
+    {internals.JIT, internals.CLOSED_CALL, internals.CUSTOM_JVP, internals.CUSTOM_VJP}
+)
+
+
 @dataclasses.dataclass
 class _Found:
     kind: str
@@ -293,7 +302,11 @@ class _Finder:
             outputs_clamp=outputs_clamp,
             unobservable=unobservable,
             source=scope.source
-            or (internals.source_location(eqn) if internals.library_body(body.jaxpr) else None),
+            or (
+                internals.source_location(eqn)
+                if name in _CACHED_BODIES and internals.library_body(body.jaxpr)
+                else None
+            ),
         )
 
     def _blocked(self, eqn) -> str | None:
