@@ -196,6 +196,8 @@ class _Finder:
         # a reshape, a slice, a cast, a stack of them): what a scan over stacked layers
         # slices. An embedding lookup or a layer's output is data, however it was made.
         self.views: set[Any] = set()
+        # The inputs of jit and call bodies that are zeros in the caller (jnp.clip(x, 0)).
+        self.zeros: set[Any] = set()
 
     def is_view(self, atom: Any) -> bool:
         return not isinstance(atom, jex.Literal) and atom in self.views
@@ -215,7 +217,7 @@ class _Finder:
 
         for i, eqn in enumerate(jaxpr.eqns):
             here = (*scope.path, i)
-            kind, x = _match(eqn, producers, self.patterns)
+            kind, x = _match(eqn, producers, self.patterns, self.zeros)
             if kind is not None:
                 self._add(kind, x, eqn, read, here, scope, jaxpr, producers, uses)
                 for v in eqn.outvars:  # the next layer's name comes from its own parameters
@@ -237,6 +239,13 @@ class _Finder:
                     dict(read(eqn.invars[j])) if j is not None else all_in for j in body.inputs
                 ]
                 inner_views = [j is not None and self.is_view(eqn.invars[j]) for j in body.inputs]
+                if internals.call_body(eqn) is not None:
+                    self.zeros.update(
+                        var
+                        for var, j in zip(inner.invars, body.inputs, strict=True)
+                        if j is not None
+                        and internals.is_zero(eqn.invars[j], producers, zeros=self.zeros)
+                    )
                 body_outs = self.walk(
                     inner,
                     inner_origins,
@@ -511,13 +520,13 @@ def _differentiated(eqn: jex.JaxprEqn, x: Any, producers, uses, outvars) -> bool
     return False
 
 
-def _match(eqn, producers, patterns) -> tuple[str | None, Any]:
+def _match(eqn, producers, patterns, zeros) -> tuple[str | None, Any]:
     if "relu" in patterns and internals.is_relu_custom_jvp(eqn):
         return "relu", eqn.invars[0]
     if "leaky_relu" in patterns and internals.is_leakyjax(eqn):
         return "leaky_relu", eqn.invars[0]
     if "maximum" in patterns:
-        x = internals.max_zero_operand(eqn, producers)
+        x = internals.max_zero_operand(eqn, producers, zeros)
         if x is not None:
             return "maximum", x
     if "where" in patterns:
