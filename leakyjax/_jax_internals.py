@@ -260,15 +260,22 @@ def _producers(jaxpr: jex.Jaxpr) -> dict[Any, jex.JaxprEqn]:
 
 
 def is_zero(
-    atom: Any, producers: dict[Any, jex.JaxprEqn], outer: tuple[dict, dict] | None = None
+    atom: Any,
+    producers: dict[Any, jex.JaxprEqn],
+    outer: tuple[dict, dict] | None = None,
+    zeros: frozenset[Any] | set[Any] = frozenset(),
 ) -> bool:
     """Whether ``atom`` is a zero (a literal, possibly cast, broadcast or made varying).
     ``outer`` = (the jaxpr's invars to the caller's atoms, the caller's producers) follows
-    an input of a jit body out to its caller (jnp.where passes its zero in)."""
+    an input of a jit body out to its caller (jnp.where passes its zero in); ``zeros`` are
+    variables known to be zeros (a jit body's inputs that are zeros in the caller: jnp.clip
+    passes its bound in)."""
     while True:
         if isinstance(atom, jex.Literal):
             value = np.asarray(atom.val)
             return value.size == 1 and bool(value == 0)
+        if atom in zeros:
+            return True
         if outer is not None and atom in outer[0]:
             atom, producers, outer = outer[0][atom], outer[1], None
             continue
@@ -289,14 +296,18 @@ def _single_call_body(jaxpr: jex.Jaxpr) -> jex.Jaxpr:
     return jaxpr
 
 
-def max_zero_operand(eqn: jex.JaxprEqn, producers: dict[Any, jex.JaxprEqn]) -> Any | None:
+def max_zero_operand(
+    eqn: jex.JaxprEqn,
+    producers: dict[Any, jex.JaxprEqn],
+    zeros: frozenset[Any] | set[Any] = frozenset(),
+) -> Any | None:
     """For ``max(x, 0)`` or ``max(0, x)``, the operand x; else None."""
     if eqn.primitive.name != P.max_p.name:
         return None
     a, b = eqn.invars
-    if is_zero(b, producers) and not is_zero(a, producers):
+    if is_zero(b, producers, zeros=zeros) and not is_zero(a, producers, zeros=zeros):
         return a
-    if is_zero(a, producers) and not is_zero(b, producers):
+    if is_zero(a, producers, zeros=zeros) and not is_zero(b, producers, zeros=zeros):
         return b
     return None
 
@@ -407,6 +418,28 @@ CLAMP_PASSTHROUGH = frozenset(
         "copy",
         "copy_p",
         "pvary",
+    }
+)
+
+
+# What moves or casts an array's numbers without combining them with others: a parameter
+# passed through these is still that parameter (what a scan over stacked layers slices).
+LAYOUT = frozenset(
+    {
+        "transpose",
+        "reshape",
+        "squeeze",
+        "expand_dims",
+        "broadcast_in_dim",
+        "convert_element_type",
+        "copy",
+        "copy_p",
+        "pvary",
+        "slice",
+        "rev",
+        "concatenate",
+        "stack",
+        "split",
     }
 )
 

@@ -101,7 +101,9 @@ def find(
         rebound,
     )
     origins = [{i: _NOT_JOINED} if p is not None else {} for i, p in enumerate(leaf_paths)]
-    finder.walk(closed.jaxpr, origins, _Scope())
+    finder.walk(
+        closed.jaxpr, origins, _Scope(), [i in finder.parameters for i in range(len(origins))]
+    )
     names = _unique([_name(found, leaf_paths, sizes) for found in finder.found])
     return [
         Site(
@@ -151,6 +153,15 @@ class _Scope:
     source: str | None = None
 
 
+# The primitives whose bodies JAX traces once per function for every caller (a jit's, a
+# custom rule's): inside a library function's, the tracebacks are the first caller's. A
+# checkpoint, scan or cond body is traced at each call: its equations have their own (Flax's
+# nn.remat is a function of Flax's, excluded from tracebacks, around the user's module).
+_CACHED_BODIES = frozenset(
+    {internals.JIT, internals.CLOSED_CALL, internals.CUSTOM_JVP, internals.CUSTOM_VJP}
+)
+
+
 @dataclasses.dataclass
 class _Found:
     kind: str
@@ -181,11 +192,23 @@ class _Finder:
         self.parameters = parameters
         self.found: list[_Found] = []
         self.step = 0  # equations walked: when an origin joined the data flow
+        # The variables that are parameters as they were given, up to layout (a transpose,
+        # a reshape, a slice, a cast, a stack of them): what a scan over stacked layers
+        # slices. An embedding lookup or a layer's output is data, however it was made.
+        self.views: set[Any] = set()
+        # The inputs of jit and call bodies that are zeros in the caller (jnp.clip(x, 0)).
+        self.zeros: set[Any] = set()
 
-    def walk(self, jaxpr: jex.Jaxpr, origins: list[Origins], scope: _Scope) -> list[Origins]:
-        """Adds the sites of ``jaxpr`` (``origins[i]``: those of its invar i); returns the
-        origins of its outputs."""
+    def is_view(self, atom: Any) -> bool:
+        return not isinstance(atom, jex.Literal) and atom in self.views
+
+    def walk(
+        self, jaxpr: jex.Jaxpr, origins: list[Origins], scope: _Scope, views: list[bool]
+    ) -> list[Origins]:
+        """Adds the sites of ``jaxpr`` (``origins[i]``: those of its invar i; ``views[i]``:
+        whether it is a view of parameters); returns the origins of its outputs."""
         env: dict[Any, Origins] = dict(zip(jaxpr.invars, origins, strict=True))
+        self.views.update(v for v, view in zip(jaxpr.invars, views, strict=True) if view)
         producers = {v: e for e in jaxpr.eqns for v in e.outvars}
         uses = _uses(jaxpr)
 
@@ -194,7 +217,7 @@ class _Finder:
 
         for i, eqn in enumerate(jaxpr.eqns):
             here = (*scope.path, i)
-            kind, x = _match(eqn, producers, self.patterns)
+            kind, x = _match(eqn, producers, self.patterns, self.zeros)
             if kind is not None:
                 self._add(kind, x, eqn, read, here, scope, jaxpr, producers, uses)
                 for v in eqn.outvars:  # the next layer's name comes from its own parameters
@@ -202,15 +225,42 @@ class _Finder:
                 continue
             self.step += 1
             all_in = _combine([read(v) for v in eqn.invars], self.step)
+            operands = [v for v in eqn.invars if not isinstance(v, jex.Literal)]
+            if (
+                eqn.primitive.name in internals.LAYOUT
+                and operands
+                and all(map(self.is_view, operands))
+            ):
+                self.views.update(eqn.outvars)
             outs: list[Origins] | None = None
             for body in internals.bodies(eqn):
                 inner = body.jaxpr.jaxpr if isinstance(body.jaxpr, jex.ClosedJaxpr) else body.jaxpr
                 inner_origins = [
                     dict(read(eqn.invars[j])) if j is not None else all_in for j in body.inputs
                 ]
+                inner_views = [j is not None and self.is_view(eqn.invars[j]) for j in body.inputs]
+                if internals.call_body(eqn) is not None:
+                    self.zeros.update(
+                        var
+                        for var, j in zip(inner.invars, body.inputs, strict=True)
+                        if j is not None
+                        and internals.is_zero(eqn.invars[j], producers, zeros=self.zeros)
+                    )
                 body_outs = self.walk(
-                    inner, inner_origins, self._inner(scope, eqn, here, body, read, uses, jaxpr)
+                    inner,
+                    inner_origins,
+                    self._inner(scope, eqn, here, body, read, uses, jaxpr),
+                    inner_views,
                 )
+                if (
+                    internals.call_body(eqn) is not None
+                    or eqn.primitive.name == internals.CHECKPOINT
+                ):
+                    self.views.update(
+                        out
+                        for out, body_out in zip(eqn.outvars, inner.outvars, strict=True)
+                        if self.is_view(body_out)
+                    )
                 if len(body_outs) == len(eqn.outvars):  # outputs one to one (a while's body)
                     outs = (
                         body_outs
@@ -231,6 +281,7 @@ class _Finder:
             sliced = frozenset(
                 leaf
                 for var in eqn.invars[num_consts + num_carry :]
+                if self.is_view(var)
                 for leaf in read(var)
                 if leaf in self.parameters
             )
@@ -260,7 +311,11 @@ class _Finder:
             outputs_clamp=outputs_clamp,
             unobservable=unobservable,
             source=scope.source
-            or (internals.source_location(eqn) if internals.library_body(body.jaxpr) else None),
+            or (
+                internals.source_location(eqn)
+                if name in _CACHED_BODIES and internals.library_body(body.jaxpr)
+                else None
+            ),
         )
 
     def _blocked(self, eqn) -> str | None:
@@ -465,13 +520,13 @@ def _differentiated(eqn: jex.JaxprEqn, x: Any, producers, uses, outvars) -> bool
     return False
 
 
-def _match(eqn, producers, patterns) -> tuple[str | None, Any]:
+def _match(eqn, producers, patterns, zeros) -> tuple[str | None, Any]:
     if "relu" in patterns and internals.is_relu_custom_jvp(eqn):
         return "relu", eqn.invars[0]
     if "leaky_relu" in patterns and internals.is_leakyjax(eqn):
         return "leaky_relu", eqn.invars[0]
     if "maximum" in patterns:
-        x = internals.max_zero_operand(eqn, producers)
+        x = internals.max_zero_operand(eqn, producers, zeros)
         if x is not None:
             return "maximum", x
     if "where" in patterns:
@@ -492,6 +547,15 @@ def _combine(inputs: list[Origins], step: int) -> Origins:
             t = step if joined and t == _NOT_JOINED else t
             result[leaf] = min(result.get(leaf, t), t)
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class TransparentKey:
+    """The key of a pytree node that is no part of a site's name: the function a leakified
+    function wraps (the sites of ``leakify(module)`` are named as the module's)."""
+
+    def __str__(self) -> str:
+        return ""
 
 
 def _format_key(key: Any) -> str:
@@ -516,7 +580,11 @@ def _name(found: _Found, leaf_paths: Sequence[tuple | None], sizes: dict[Any, in
         # Parameters and data both feed a first layer; the parameters are the argument with
         # the most leaves (Flax's variables, Haiku's params, an Equinox model).
         group = max({c[0] for c in candidates}, key=lambda g: (sizes[g], str(g)))
-        paths = sorted(tuple(_format_key(k) for k in c[1]) for c in candidates if c[0] == group)
+        paths = sorted(
+            tuple(_format_key(k) for k in c[1] if not isinstance(k, TransparentKey))
+            for c in candidates
+            if c[0] == group
+        )
         # A Flax NNX Variable's array sits under `.value`: the parameter is the Variable.
         paths = [p[:-1] if p and p[-1] == "value" else p for p in paths]
         base = "/".join(_common_prefix(paths))

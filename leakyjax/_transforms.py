@@ -100,11 +100,17 @@ def leakify(
     )
 
 
+@jax.tree_util.register_pytree_with_keys_class
 class _Leakified:
     """What :func:`leakyjax.leakify` returns: a function with ``fn``'s signature.
 
-    It keeps the rewritten bodies of the jitted functions inside ``fn`` (keyed by JAX's own
-    cached jaxpr of each, as ``jax.jit`` keys its cache), so that eager calls of
+    It is a pytree whose child is ``fn`` (the slope, ``grad_at_zero``, patterns and sites
+    are static), as ``jax.tree_util.Partial`` is: the leakified Equinox module has the
+    module's arrays as its leaves, so ``eqx.filter_grad`` differentiates them and
+    ``eqx.apply_updates`` updates them (were it a leaf, they would be constants, and
+    training would silently change nothing). It keeps the rewritten bodies of the jitted
+    functions inside ``fn`` (keyed by JAX's own cached jaxpr of each, as ``jax.jit`` keys
+    its cache), so that eager calls of
     ``leakify(jax.jit(f))`` compile once. It pickles as ``leakify(fn, ...)``, when ``fn``
     and ``sites`` pickle (cloudpickle handles lambdas and local functions).
     """
@@ -119,7 +125,23 @@ class _Leakified:
         self.selection = selection
         self.cache: dict[Any, Any] = {}
         self.compiled: dict[Any, Any] = {}  # eager calls of a jitted fn: see eager_key
-        functools.update_wrapper(self, type(fn).__call__ if _nnx.is_module(fn) else fn)
+        _wrap(self, fn)
+
+    def tree_flatten_with_keys(self) -> tuple[tuple[tuple[Any, Any]], tuple[Any, ...]]:
+        static = (self.negative_slope, self.grad_at_zero, self.patterns, self.selection)
+        return ((_sites.TransparentKey(), self.fn),), static
+
+    @classmethod
+    def tree_unflatten(cls, static: tuple[Any, ...], children: tuple[Any, ...]) -> _Leakified:
+        # JAX rebuilds pytrees with placeholders as leaves too (None, object()): no checks.
+        leakified = object.__new__(cls)
+        leakified.fn = children[0]
+        leakified.negative_slope, leakified.grad_at_zero, leakified.patterns = static[:3]
+        leakified.selection = static[3]
+        leakified.cache, leakified.compiled = {}, {}
+        if callable(leakified.fn):
+            _wrap(leakified, leakified.fn)
+        return leakified
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
@@ -182,6 +204,13 @@ class _Leakified:
             self.compiled[eager[0]] = (program, traced.out_tree)
             return jax.tree_util.tree_unflatten(traced.out_tree, program(*traced.inputs))
         return traced.run(rule)[0]
+
+
+def _wrap(leakified: _Leakified, fn: Callable) -> None:
+    # fn's name, docstring and __wrapped__, not its __dict__: that of a leakified fn would
+    # overwrite this one's own fields (leakify(leakify(f, sites=...)) must stay two layers).
+    wrapped = type(fn).__call__ if _nnx.is_module(fn) else fn
+    functools.update_wrapper(leakified, wrapped, updated=())
 
 
 def relu_sites(

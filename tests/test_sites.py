@@ -8,6 +8,8 @@ tested with those models in test_transforms_frameworks.py; which sites cannot be
 and test_transforms_soundness.py.
 """
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -119,6 +121,24 @@ def test_source_skips_leakyjax_frames():
         (tracked,) = lj.relu_sites(lj.leakify(g))(X)
         assert tracked.kind == "leaky_relu"
         assert plain.source == tracked.source == _line(g, 1)
+
+
+def test_source_inside_a_flax_remat_in_a_scan_is_the_users_line():
+    nn = pytest.importorskip("flax.linen")
+
+    class Block(nn.Module):
+        @nn.compact
+        def __call__(self, h, _):
+            return nn.relu(nn.Dense(3)(h)), None
+
+    for lift in (lambda b: b, nn.remat):
+        stack = nn.scan(
+            lift(Block), variable_axes={"params": 0}, split_rngs={"params": True}, length=2
+        )
+        variables = stack().init(jax.random.key(0), X, None)
+        # Flax's lifting code (excluded from JAX's tracebacks) is not the caller.
+        (site,) = lj.relu_sites(lambda v, x, s=stack: s().apply(v, x, None))(variables, X)
+        assert site.source == _line(inspect.unwrap(Block.__call__), 2)
 
 
 # --- Names ------------------------------------------------------------------------------------

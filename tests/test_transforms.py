@@ -267,6 +267,24 @@ def test_maximum_with_zero_first_and_relu6_style_clips_are_not_relu():
     assert site.kind == "maximum"
 
 
+def test_clip_at_zero_is_a_maximum_site():
+    # jnp.clip(x, 0) is max(x, 0) inside jnp.clip's jit, the zero passed in as an argument:
+    # the same site as jnp.maximum(x, 0), not left as it is beside it.
+    def f(x):
+        return jnp.clip(x, 0) + 2 * jnp.maximum(x, 0.0) + 3 * jnp.clip(x, min=0.0, max=6.0)
+
+    def twin(x):
+        clipped = jnp.minimum(lj.leaky_relu(x, 0.2), 6.0)
+        return lj.leaky_relu(x, 0.2) + 2 * lj.leaky_relu(x, 0.2) + 3 * clipped
+
+    kinds = [s.kind for s in lj.relu_sites(f, patterns=("maximum",))(X)]
+    assert kinds == ["maximum"] * 3
+    got = jax.jit(lj.leakify(f, 0.2, patterns=("maximum",)))(X)
+    np.testing.assert_array_equal(got, jax.jit(twin)(X))
+    # A clip at another bound is no ReLU.
+    assert lj.relu_sites(lambda x: jnp.clip(x, 1.0), patterns=("maximum",))(X) == ()
+
+
 def test_a_normalization_clamp_is_left_alone_by_default():
     def layer_norm_relu(x):
         mean = x.mean(-1, keepdims=True)

@@ -332,6 +332,39 @@ def test_equinox_mlp_values_grads_and_program():
     assert [s.name for s in lj.relu_sites(model)(xs[0])] == ["layers/0", "layers/1"]
 
 
+def test_a_leakified_equinox_module_is_a_pytree_that_trains():
+    """``lj.leakify(module)`` keeps the module's arrays as its leaves: filter_grad
+    differentiates them and apply_updates updates them, as for the module itself."""
+    eqx = pytest.importorskip("equinox")
+    optax = pytest.importorskip("optax")
+    model, twin = eqx_mlp(jax.nn.relu), eqx_mlp(twin_act)
+    leaky = lj.leakify(model, SLOPE)
+    arrays = lambda m: jax.tree.leaves(eqx.filter(m, eqx.is_array))  # noqa: E731
+    assert len(arrays(leaky)) == 6
+    assert_equal(arrays(leaky), arrays(model))
+    # Its sites are named as the module's (the wrapper adds nothing to a key path).
+    sites = lj.relu_sites(lambda m, x: jax.vmap(m)(x))(leaky, X)
+    assert [s.name for s in sites] == ["layers/0", "layers/1"]
+    opt = optax.sgd(0.1)
+
+    @eqx.filter_jit
+    def step(model, opt_state, x):
+        loss, grads = eqx.filter_value_and_grad(lambda m: jnp.sum(jax.vmap(m)(x) ** 2))(model)
+        updates, opt_state = opt.update(grads, opt_state, eqx.filter(model, eqx.is_array))
+        return eqx.apply_updates(model, updates), opt_state, loss, grads
+
+    leaky_state = opt.init(eqx.filter(leaky, eqx.is_array))
+    twin_state = opt.init(eqx.filter(twin, eqx.is_array))
+    with no_warnings():
+        for _ in range(2):
+            leaky, leaky_state, loss, grads = step(leaky, leaky_state, X)
+            twin, twin_state, twin_loss, twin_grads = step(twin, twin_state, X)
+            assert_equal(loss, twin_loss)
+            assert_equal(arrays(grads), arrays(twin_grads))
+    assert_equal(arrays(leaky), arrays(twin))
+    assert isinstance(leaky, type(lj.leakify(model))) and leaky.negative_slope == SLOPE
+
+
 def eqx_cnn(act):
     eqx = pytest.importorskip("equinox")
 

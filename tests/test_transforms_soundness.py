@@ -353,6 +353,49 @@ def test_a_scan_over_data_ors_its_iterations():
     assert int(tracker.result(state)[site.name].examples) == 16
 
 
+def test_a_scan_over_data_computed_from_the_parameters_ors_its_iterations():
+    # An RNN over embeddings (a lookup of the data in a parameter) and over a projection's
+    # output: the scan slices data, not layers; its state does not depend on the length.
+    def rnn(params, tokens):
+        def cell(h, x):
+            h = jax.nn.relu(h @ params["w"] + x)
+            return h, h
+
+        embedded = params["embed"][tokens]
+        projected = jax.nn.relu(embedded @ params["proj"])
+        return (
+            jax.lax.scan(cell, jnp.zeros(4), embedded)[1]
+            + jax.lax.scan(cell, jnp.zeros(4), projected)[1]
+        )
+
+    params = {"embed": normal(19, (10, 4)), "w": jnp.eye(4), "proj": -jnp.eye(4)}
+    tokens = jnp.array([1, 2, 3, 4, 5])
+    sites = lj.relu_sites(rnn)(params, tokens)
+    assert [s.iterations for s in sites] == [None, None, None]
+    tracker = lj.track_dead_units(rnn)
+    state = tracker.init(params, tokens)
+    assert [s.active.shape for s in state.values()] == [(4,)] * 3
+    _, state = jax.jit(tracker.update)(state, params, tokens)
+    _, state = jax.jit(tracker.update)(state, params, tokens[:3])  # a shorter sequence
+    result = tracker.result(state)
+    # By hand: every time step of both sequences is an example of each unit.
+    embedded = params["embed"][tokens]
+    h, pre = jnp.zeros(4), []
+    for x in embedded:
+        pre.append(h @ params["w"] + x)
+        h = jax.nn.relu(pre[-1])
+    h3 = jnp.zeros(4)
+    for x in embedded[:3]:
+        pre.append(h3 @ params["w"] + x)
+        h3 = jax.nn.relu(pre[-1])
+    projection, first, second = (result[s.name] for s in sites)  # program order
+    np.testing.assert_array_equal(first.dead, lj.dead_units(jnp.stack(pre)))
+    assert int(first.examples) == int(second.examples) == int(projection.examples) == 8
+    np.testing.assert_array_equal(
+        projection.dead, lj.dead_units(-jnp.concatenate([embedded, embedded[:3]]))
+    )
+
+
 def test_flax_nn_scan_layers_are_tracked_per_layer():
     nn = pytest.importorskip("flax.linen")
 
@@ -402,6 +445,55 @@ def test_haiku_layer_stack_is_tracked_per_layer():
     tracker = lj.track_dead_units(model.apply)
     _, state = jax.jit(tracker.update)(tracker.init(params, x), params, x)
     np.testing.assert_array_equal(tracker.result(state)[site.name].dead.sum(-1), [0, 0, 1])
+
+
+def test_nnx_scan_over_vmap_made_layers_is_tracked_per_layer():
+    nnx = pytest.importorskip("flax.nnx")
+
+    class Block(nnx.Module):
+        def __init__(self, act, rngs):
+            self.linear = nnx.Linear(4, 4, use_bias=False, rngs=rngs)
+            self.act = act
+
+        def __call__(self, x):
+            return self.act(self.linear(x))
+
+    class Net(nnx.Module):
+        def __init__(self, act):
+            @nnx.vmap(in_axes=0, out_axes=0)
+            def create(key):
+                return Block(act, nnx.Rngs(key))
+
+            self.blocks = create(jax.random.split(KEY, 3))
+
+        def __call__(self, x):
+            @nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry)
+            def body(block, x):
+                return block(x)
+
+            return body(self.blocks, x)
+
+    model, twin = Net(jax.nn.relu), Net(lambda z: lj.leaky_relu(z, 0.1))
+    kernel = jnp.abs(model.blocks.linear.kernel[...]).at[1, :, :2].multiply(-1.0)
+    model.blocks.linear.kernel[...] = kernel  # layer 1: units 0 and 1 dead on x > 0
+    twin.blocks.linear.kernel[...] = kernel
+    x = jnp.abs(X[:8]) + 0.1
+    (site,) = lj.relu_sites(model)(x)
+    assert (site.name, site.iterations) == ("blocks/linear [in scan]", 3)
+    leaky = nnx.jit(lambda m, x: lj.leakify(m, 0.1)(x))(model, x)
+    _equal(leaky, nnx.jit(lambda m, x: m(x))(twin, x))
+    tracker = lj.track_dead_units(lambda m, x: m(x))
+    state = tracker.init(model, x)
+    assert state[site.name].active.shape == (3, 4)
+    _, state = nnx.jit(tracker.update)(state, model, x)
+    result = tracker.result(state)[site.name]
+    h, want = x, []
+    for w in kernel:  # by hand: layer by layer
+        want.append(lj.dead_units(h @ w))
+        h = jax.nn.relu(h @ w)
+    np.testing.assert_array_equal(result.dead, jnp.stack(want))
+    np.testing.assert_array_equal(result.dead.sum(-1), [0, 2, 0])
+    np.testing.assert_array_equal(result.examples, [8, 8, 8])
 
 
 # --- 6. Compile once ----------------------------------------------------------------------------
@@ -572,6 +664,21 @@ def test_pickling_says_what_it_is():
     local = lj.leakify(lambda x: jax.nn.relu(x))
     with pytest.raises((pickle.PicklingError, AttributeError), match="lambda"):
         pickle.dumps(local)
+
+
+def test_leakify_of_a_leakified_function_rewrites_what_is_left():
+    # The first leakify rewrites the first layer; the second, the ReLU it left.
+    first = lj.leakify(mlp, 0.5, sites=["0"])
+    both = lj.leakify(first, 0.25)
+    assert (both.fn, both.negative_slope, both.selection) == (first, 0.25, None)
+
+    def twin(params, x):
+        h = lj.leaky_relu(x @ params[0], 0.5)
+        return lj.leaky_relu(h @ params[1], 0.25) @ params[2]
+
+    _equal(jax.jit(both)(PARAMS, X), jax.jit(twin)(PARAMS, X))
+    kinds = [s.kind for s in lj.relu_sites(both)(PARAMS, X)]
+    assert kinds == ["leaky_relu", "leaky_relu"]
 
 
 def test_shape_dtype_structs_get_one_clear_message():
