@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
@@ -93,8 +93,9 @@ def find(
         if p is not None:
             sizes[p[0]] = sizes.get(p[0], 0) + 1
     # The parameters are the argument with the most leaves (Flax's variables, Haiku's
-    # params, an Equinox model): a scan that slices them per iteration stacks layers.
-    params = max(sizes, key=lambda g: (sizes[g], str(g))) if sizes else None
+    # params, an Equinox model), the first on a tie: a scan that slices them per iteration
+    # stacks layers.
+    params = _parameter_group(sizes, sizes) if sizes else None
     finder = _Finder(
         tuple(patterns),
         {i for i, p in enumerate(leaf_paths) if p is not None and p[0] == params},
@@ -570,6 +571,12 @@ def _format_key(key: Any) -> str:
     return str(key)
 
 
+def path_keys(path: Iterable[Any]) -> list[str]:
+    """A key path's parts as site names and parameter paths write them (a leakified
+    module's own key, which adds nothing to the path, left out)."""
+    return [_format_key(k) for k in path if not isinstance(k, TransparentKey)]
+
+
 def _name(found: _Found, leaf_paths: Sequence[tuple | None], sizes: dict[Any, int]) -> str:
     last = max(found.origins.values(), default=None)
     candidates = [
@@ -579,9 +586,9 @@ def _name(found: _Found, leaf_paths: Sequence[tuple | None], sizes: dict[Any, in
     if candidates:
         # Parameters and data both feed a first layer; the parameters are the argument with
         # the most leaves (Flax's variables, Haiku's params, an Equinox model).
-        group = max({c[0] for c in candidates}, key=lambda g: (sizes[g], str(g)))
+        group = _parameter_group({c[0] for c in candidates}, sizes)
         paths = sorted(
-            tuple(_format_key(k) for k in c[1] if not isinstance(k, TransparentKey))
+            tuple(path_keys(c[1]))
             for c in candidates
             if c[0] == group
         )
@@ -593,6 +600,20 @@ def _name(found: _Found, leaf_paths: Sequence[tuple | None], sizes: dict[Any, in
     for context in found.contexts:
         base += f" [in {context}]"
     return base
+
+
+def _parameter_group(groups: Iterable[Any], sizes: dict[Any, int]) -> Any:
+    """Of ``groups`` (``"fn"``, ``(1, position)`` or ``(2, keyword)``: see
+    ``_tracing._group_and_path``), the one with the most leaves; on a tie, the first in the
+    call: ``fn`` itself, then the positional arguments in order, then the keywords."""
+
+    def order(group: Any) -> tuple:
+        if group == "fn":
+            return (0, 0, "")
+        where, key = group  # a SequenceKey (positions) or a DictKey (keywords)
+        return (where, getattr(key, "idx", 0), str(key))
+
+    return min(groups, key=lambda g: (-sizes[g], order(g)))
 
 
 def _common_prefix(paths: list[tuple[str, ...]]) -> tuple[str, ...]:

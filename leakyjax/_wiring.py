@@ -268,7 +268,7 @@ def _parameter_paths(input_paths: list[tuple], argnums: tuple[int, ...] | int) -
     for i, path in enumerate(input_paths):
         if path[0].idx != 1 or len(path) < 2 or path[1].idx not in positions:
             continue
-        keys = [_sites._format_key(k) for k in path[2:]]
+        keys = _sites.path_keys(path[2:])
         if isinstance(argnums, tuple):
             keys = [str(path[1].idx), *keys]
         out[i] = "/".join(keys)
@@ -1292,7 +1292,7 @@ def revive(
 def _path_string(path: tuple, argnums: tuple[int, ...] | int) -> str:
     """A parameter leaf's path as unit_wiring writes it: with a tuple ``argnums``, the
     argument's position first."""
-    keys = [_sites._format_key(k) for k in path]
+    keys = _sites.path_keys(path)
     if isinstance(argnums, tuple):
         keys[0] = str(argnums[path[0].idx])
     return "/".join(keys)
@@ -1391,7 +1391,7 @@ def _reset_moments(
         flat = jax.tree_util.tree_flatten_with_path(x)[0]
         if not flat or not flat[0][0]:  # empty, or a leaf
             return None
-        relative = ["/".join(_sites._format_key(k) for k in p) for p, _ in flat]
+        relative = ["/".join(_sites.path_keys(p)) for p, _ in flat]
         fits = [
             prefix
             for prefix in prefixes

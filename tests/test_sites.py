@@ -202,6 +202,20 @@ def test_the_parameters_not_the_data_name_a_first_layer():
     big_batch = {"image": X, "label": jnp.ones(16), "weight": jnp.ones(16)}
     assert _names(f, params, big_batch) == ["image"]
 
+    # On a tie, the first argument: an RNN over a batch of as many leaves as the parameters
+    # is named after them, and its time steps are ORed (not taken for stacked layers).
+    def rnn(params, batch):
+        def cell(h, x):
+            h = jax.nn.relu(h @ params["w"] + x)
+            return h, h
+
+        return jax.lax.scan(cell, jnp.zeros(4), batch["x"])[1]
+
+    (site,) = lj.relu_sites(rnn)(
+        {"w": jnp.eye(4), "v": jnp.eye(4)}, {"x": jnp.ones((5, 4)), "m": jnp.ones(5)}
+    )
+    assert (site.name, site.iterations) == ("w [in scan]", None)
+
 
 def test_without_parameters_the_name_stack_then_the_source_line():
     def scoped(x):

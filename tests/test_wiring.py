@@ -237,6 +237,10 @@ def test_equinox_mlp_and_nchw_conv():
     np.testing.assert_array_equal(new.layers[1].weight[:, 2], 0.0)
     run = eqx.filter_jit(forward)
     np.testing.assert_array_equal(run(new, x), run(model, x))
+    # A leakified module as the parameters: its leaves' paths are the module's.
+    leaky = lj.leakify(model)
+    wiring = lj.unit_wiring(lambda m, x: jax.vmap(m)(x))(leaky, x[:2])
+    assert [s.path for s in wiring["layers/0"].incoming] == ["layers/0/weight", "layers/0/bias"]
 
     conv = eqx.nn.Conv2d(2, 3, 3, key=KEY)
     head = eqx.nn.Linear(3, 1, key=KEY)
