@@ -587,11 +587,7 @@ def _name(found: _Found, leaf_paths: Sequence[tuple | None], sizes: dict[Any, in
         # Parameters and data both feed a first layer; the parameters are the argument with
         # the most leaves (Flax's variables, Haiku's params, an Equinox model).
         group = _parameter_group({c[0] for c in candidates}, sizes)
-        paths = sorted(
-            tuple(path_keys(c[1]))
-            for c in candidates
-            if c[0] == group
-        )
+        paths = sorted(tuple(path_keys(c[1])) for c in candidates if c[0] == group)
         # A Flax NNX Variable's array sits under `.value`: the parameter is the Variable.
         paths = [p[:-1] if p and p[-1] == "value" else p for p in paths]
         base = "/".join(_common_prefix(paths))

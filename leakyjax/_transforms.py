@@ -157,7 +157,7 @@ class _Leakified:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         eager = eager_key(self.fn, args, kwargs)
         entry = self.compiled.get(eager[0]) if eager is not None else None
-        if entry is not None:
+        if eager is not None and entry is not None:
             program, out_tree = entry
             return jax.tree_util.tree_unflatten(out_tree, program(*eager[1]))
         checks.check_no_shape_structs("leakify", args, kwargs)

@@ -553,10 +553,10 @@ class _Analysis:
             slices += found
             facts[eqn.outvars[0]] = fact
         for out in self.jaxpr.outvars:
-            fact = None if isinstance(out, jex.Literal) else facts.get(out)
-            if fact is None:
+            output = None if isinstance(out, jex.Literal) else facts.get(out)
+            if output is None:
                 continue
-            if not fact.reduced:
+            if not output.reduced:
                 raise _NotRevivable("its pre-activation is also an output of the function")
             if not fact.running:
                 raise _NotRevivable(
@@ -821,6 +821,7 @@ def _stacked_wirings(
             continue
         if not site.rewritable and not site.clamp:
             continue
+        assert site.iterations is not None  # a site stacked by a scan
         try:
             per_layer = []
             for step in range(site.iterations):
@@ -856,11 +857,13 @@ def _by_iteration(
                 merged[key] = s._replace(iterations=np.array([step]))
                 continue
             previous = merged.get(key)
+            assert s.iterations is not None  # set for every slice of a stacked layer
             if previous is None:
                 iterations = np.full(shapes[s.path][s.iteration_axis], -1, np.int64)
             elif not np.array_equal(previous.units, s.units):
                 raise _NotRevivable(f"its units lie differently in each layer of {s.path}")
             else:
+                assert previous.iterations is not None  # merged below, with its iterations
                 iterations = previous.iterations.copy()
             if iterations[s.iterations[0]] != -1:
                 raise _NotRevivable(f"a layer of {s.path} is used by several iterations")

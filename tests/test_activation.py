@@ -207,6 +207,7 @@ class DerivativeTest(chex.TestCase):
         np.testing.assert_array_equal(h, np.zeros((3, 3)))
 
     @parameterized.parameters(None, 1.0)
+    @pytest.mark.slow  # numerical third derivatives: about 15 s each
     def test_check_grads_order_3_away_from_zero(self, grad_at_zero):
         x = jnp.array([-2.0, -0.7, 0.4, 1.5], jnp.float32)
         a = jnp.float32(0.2)

@@ -26,6 +26,7 @@ def test_help_runs(flags, background_run):
     assert "--rounds" in background_run.output
 
 
+@pytest.mark.slow  # the tiny run (tiny_benchmark) takes about a minute
 def test_transforms_measurement_runs_tiny(tiny_benchmark):
     # jit(grad(leakify(f))) lowers to the hand-written model's program: same compile, same step.
     assert tiny_benchmark["transforms"]["leakify"]["same_program"]
@@ -43,6 +44,7 @@ def test_transforms_measurement_runs_tiny(tiny_benchmark):
     assert "| ms per call (lower is better) |" in table
 
 
+@pytest.mark.slow
 def test_memory_rows_by_model_kind(tiny_benchmark):
     tiny = tiny_benchmark
     memory = tiny["memory"]
@@ -69,6 +71,7 @@ def test_memory_rows_by_model_kind(tiny_benchmark):
     assert memory["MLP"]["residuals"]["leakyjax"] < memory["MLP"]["residuals"]["jax.nn"]
 
 
+@pytest.mark.slow  # the benchmark's memory rows compile four models
 def test_json_has_the_memory_rows(capsys):
     benchmark.main([*TINY, "--json"])
     result = json.loads(capsys.readouterr().out)

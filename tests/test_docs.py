@@ -103,6 +103,7 @@ def _blocks_run(page: pathlib.Path, indices: tuple[int, ...]) -> Command:
     return Command((*argv, *map(str, indices)), cwd=str(ROOT), env=(tree_first_on_path(ROOT),))
 
 
+@pytest.mark.slow
 @pytest.mark.background(command=_blocks_run)
 @pytest.mark.parametrize(("page", "indices"), list(_cases()))
 def test_code_blocks_run(page, indices, background_run):
@@ -604,6 +605,7 @@ def test_search_page_in_browser(site, browser):
     assert "API reference" in results and "The zero convention and exactness" in results
 
 
+@pytest.mark.slow  # compiles the benchmark's four models (about 30 s)
 def test_backward_temp_bytes_are_the_benchmarks():
     """The README's compiled temporary-bytes ratios (Memory and Benchmark) are what
     leakyjax.benchmark.memory() measures, to the digits printed."""

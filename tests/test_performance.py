@@ -85,6 +85,7 @@ def test_backward_is_one_select_per_element():
             assert selects > 2
 
 
+@pytest.mark.slow  # the tiny run (tiny_benchmark) takes about a minute
 def test_benchmark_runs_tiny(tiny_benchmark):
     table = benchmark.format_table(tiny_benchmark)
     assert "forward vs jax.nn" in table
