@@ -558,7 +558,7 @@ class _Analysis:
                 continue
             if not output.reduced:
                 raise _NotRevivable("its pre-activation is also an output of the function")
-            if not fact.running:
+            if not output.running:
                 raise _NotRevivable(
                     "a statistic of its pre-activation is an output of the function (not a "
                     "running statistic)"

@@ -8,7 +8,7 @@ import pytest
 
 # Hypothesis profiles: "full" runs the case counts the property tests declare (10,100 in all),
 # derandomized so that every run checks the same cases (CI's newest_jax leg); "default" (the
-# README's test command) runs a fifth of them (2,020), derandomized too; "explore" runs the
+# README's test command) runs a tenth of them (1,010), derandomized too; "explore" runs the
 # full counts with fresh random cases; "dev" runs at most 50 per test for quick local
 # iteration. Choose one with HYPOTHESIS_PROFILE=explore pytest.
 for _name in ("default", "full"):

@@ -14,13 +14,13 @@ from hypothesis.extra import numpy as hnp
 GENERATED = {"cases": 0}  # examples run, reported at the end of the session (conftest.py)
 
 
-# The "default" profile (the README's test command) runs a fifth of each test's cases (the
+# The "default" profile (the README's test command) runs a tenth of each test's cases (the
 # same ones every run); "full" (CI's newest_jax leg) and "explore" run them all.
-FRACTION = {"default": 5}
+FRACTION = {"default": 10}
 
 
 def examples(n: int) -> settings:
-    """``n`` examples under the "full" and "explore" profiles, ``n // 5`` under "default"
+    """``n`` examples under the "full" and "explore" profiles, ``n // 10`` under "default"
     and at most the profile's own under "dev"."""
     profile = os.environ.get("HYPOTHESIS_PROFILE", "default")
     if settings().max_examples < 100:  # dev

@@ -341,7 +341,7 @@ def test_demo_run_time_is_the_committed_runs():
 def test_property_case_count_is_the_tests():
     """The numbers of generated cases the README and the zero-convention page give are the
     sums of the examples the property tests ask for: all of them in CI's "full" profile, a
-    fifth under the default one (conftest.py prints the count they ran)."""
+    tenth under the default one (conftest.py prints the count they ran)."""
     import strategies
 
     declared = re.findall(

@@ -2,7 +2,7 @@
 
 Every example runs with ``jax_debug_nans`` on unless its input holds a NaN, so a NaN made
 from non-NaN input (0 * inf, inf - inf) fails the test. Case counts are those of the "full"
-profile (CI's newest_jax leg); the default profile runs a fifth of each, and
+profile (CI's newest_jax leg); the default profile runs a tenth of each, and
 ``HYPOTHESIS_PROFILE=dev`` a few.
 """
 
