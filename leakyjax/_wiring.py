@@ -295,16 +295,23 @@ def _inline_eval(jaxpr: jex.Jaxpr, consts: Sequence[Any], args: Sequence[Any]) -
 
     for eqn in jaxpr.eqns:
         invals = [read(v) for v in eqn.invars]
-        body = internals.call_body(eqn)
-        if body is not None:
-            inner = eqn.params["jaxpr" if "jaxpr" in eqn.params else "call_jaxpr"]
-            inner_consts = inner.consts if isinstance(inner, jex.ClosedJaxpr) else []
-            with internals.equation_context(eqn):
-                outs = _inline_eval(body, inner_consts, invals)
-        else:
+        outs = _inline_call(eqn, invals)
+        if outs is None:
             outs = internals.bind(eqn, invals)
         env.update(zip(eqn.outvars, outs, strict=True))
     return [read(v) for v in jaxpr.outvars]
+
+
+def _inline_call(eqn: jex.JaxprEqn, invals: list[Any]) -> list[Any] | None:
+    """A jit or closed_call's body evaluated inline on ``invals`` (its own calls inlined
+    too), or None for any other equation."""
+    body = internals.call_body(eqn)
+    if body is None:
+        return None
+    called = eqn.params["jaxpr" if "jaxpr" in eqn.params else "call_jaxpr"]
+    consts = called.consts if isinstance(called, jex.ClosedJaxpr) else []
+    with internals.equation_context(eqn):
+        return _inline_eval(body, consts, invals)
 
 
 # --- The analysis ---------------------------------------------------------------------------
@@ -761,11 +768,8 @@ def _unrolled(
             elif is_site(eqn):
                 outs = internals.bind(eqn, invals)
                 marks.append(None if where is None else (where[0], j, where[1]))
-            elif (inner := internals.call_body(eqn)) is not None:  # a jit in the body
-                called = eqn.params["jaxpr" if "jaxpr" in eqn.params else "call_jaxpr"]
-                consts = called.consts if isinstance(called, jex.ClosedJaxpr) else []
-                with internals.equation_context(eqn):
-                    outs = _inline_eval(inner, consts, invals)
+            elif (inlined := _inline_call(eqn, invals)) is not None:  # a jit in the body
+                outs = inlined
             else:
                 outs = internals.bind(eqn, invals)
             env.update(zip(eqn.outvars, outs, strict=True))
