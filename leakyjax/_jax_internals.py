@@ -23,7 +23,7 @@ import jax
 import jax.core
 import jax.extend.core as jex
 import numpy as np
-from jax._src import api_util, sharding_impls, source_info_util
+from jax._src import api_util, core, sharding_impls, source_info_util
 from jax._src import linear_util as lu
 from jax._src.ad_checkpoint import remat_p as _remat_p
 from jax._src.array import ArrayImpl as _ArrayImpl
@@ -42,6 +42,29 @@ MARKER = "leakyjax_leaky_relu"
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 # User-facing source locations (and JAX's own filtered tracebacks) skip leakyjax's files.
 source_info_util.register_exclusion(_PACKAGE_DIR + os.sep)
+
+
+# --- Calling as a jitted function is called --------------------------------------------
+
+_JITTED = type(jax.jit(lambda: None))
+_CALL_OPTIONS = ("static_argnums", "static_argnames", "donate_argnums", "donate_argnames")
+
+
+def jit_call_options(fn: Any) -> dict[str, tuple] | None:
+    """For a function made by ``jax.jit``, the options that decide how a call of it binds
+    its arguments (static and donated ones, by position and by name, as JAX resolved them
+    from its signature); None for anything else. JAX keeps them on the function, privately
+    (``_jit_info``), and its C++ dispatch reads them from there."""
+    if type(fn) is not _JITTED:
+        return None
+    info = fn._jit_info
+    return {name: tuple(getattr(info, name)) for name in _CALL_OPTIONS}
+
+
+def eager() -> bool:
+    """Whether nothing is being traced: a call from plain Python, not inside ``jit``,
+    ``grad``, ``vmap`` or another transformation."""
+    return isinstance(core.trace_ctx.trace, core.EvalTrace)
 
 
 # --- Binding an equation under the caller's trace -------------------------------------

@@ -7,7 +7,6 @@ import dataclasses
 import fnmatch
 import functools
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from leakyjax import _jax_internals as internals
 from leakyjax import _nnx, _sites
+from leakyjax import _validation as checks
 from leakyjax._interpreter import HANDLERS, Rule, evaluate
 from leakyjax._sites import Site, SiteSelection
 
@@ -48,6 +48,30 @@ class Traced:
             return False
         (eqn,) = jaxpr.eqns
         return list(eqn.invars) == list(jaxpr.invars) and list(eqn.outvars) == list(jaxpr.outvars)
+
+
+def jitted_front(
+    fn: Any, call: Callable[..., Any], *, leading: int = 0, donate: bool = True
+) -> Callable[..., Any] | None:
+    """For ``fn`` made by ``jax.jit``: ``jax.jit(call)``, where ``call`` takes ``leading``
+    arguments of its own and then ``fn``'s, with ``fn``'s static arguments (and, if
+    ``donate``, its donated ones). JAX's C++ dispatch keys and runs its eager calls as it
+    does ``fn``'s, so they cost what a call of ``jax.jit`` costs, and ``call`` is traced once
+    per key, as ``fn`` is. None for any other ``fn``."""
+    options = internals.jit_call_options(fn)
+    if options is None:
+        return None
+
+    def shift(argnums: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(i + leading if i >= 0 else i for i in argnums)
+
+    return jax.jit(
+        call,
+        static_argnums=shift(options["static_argnums"]),
+        static_argnames=options["static_argnames"],
+        donate_argnums=shift(options["donate_argnums"]) if donate else (),
+        donate_argnames=options["donate_argnames"] if donate else (),
+    )
 
 
 def eager_key(fn: Any, args: tuple, kwargs: dict) -> tuple[Any, list[Any]] | None:
@@ -170,9 +194,7 @@ def select_sites(fn_name: str, sites: list[Site], selection: SiteSelection) -> l
     skipped = [s for s, named in chosen if not s.rewritable and not (s.clamp and named)]
     if skipped:
         listing = "; ".join(f"{s.name} ({s.reason})" for s in skipped)
-        warnings.warn(
-            f"{fn_name}: {len(skipped)} site(s) left as they are: {listing}", stacklevel=3
-        )
+        checks.warn(f"{fn_name}: {len(skipped)} site(s) left as they are: {listing}")
     return [s for s, named in chosen if s.rewritable or (s.clamp and named)]
 
 
@@ -185,10 +207,9 @@ def _select(fn_name: str, sites: list[Site], selection: SiteSelection) -> list[t
     if callable(selection):
         chosen = [(s, True) for s in sites if selection(s)]
         if sites and not chosen:
-            warnings.warn(
+            checks.warn(
                 f"{fn_name}: the `sites` predicate selects none of the {len(sites)} sites "
-                f"{[s.name for s in sites]}; nothing is done",
-                stacklevel=4,
+                f"{[s.name for s in sites]}; nothing is done"
             )
         return chosen
     by_name = {s.name: s for s in sites}

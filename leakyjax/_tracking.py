@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -17,7 +16,7 @@ from leakyjax import _sites
 from leakyjax import _validation as checks
 from leakyjax._interpreter import Observer, Rule
 from leakyjax._sites import Site, SiteSelection
-from leakyjax._tracing import eager_key, select_sites, trace
+from leakyjax._tracing import eager_key, jitted_front, select_sites, trace
 
 _MAX_COUNT = np.uint32(np.iinfo(np.uint32).max)
 
@@ -25,7 +24,8 @@ _MAX_COUNT = np.uint32(np.iinfo(np.uint32).max)
 class SiteState(NamedTuple):
     """What the tracker keeps per site: which units were ever active, on how many examples
     (per unit; saturates at 2**32 - 1), and the sum of each unit's absolute activation (the
-    site's output, in float32), from which ReDo's dormancy score is computed.
+    site's output, in float32), from which ReDo's dormancy score is computed (None for a
+    tracker made with ``scores=False``).
 
     Example:
       >>> import jax, jax.numpy as jnp, leakyjax as lj
@@ -38,7 +38,7 @@ class SiteState(NamedTuple):
 
     active: jax.Array
     examples: jax.Array
-    magnitude: jax.Array
+    magnitude: jax.Array | None
 
 
 class DeadUnits(NamedTuple):
@@ -53,7 +53,8 @@ class DeadUnits(NamedTuple):
         ``estimate_neuron_score`` computes it): the unit's mean absolute activation divided by
         the mean of that over the site's units (plus 1e-9); 0 where nothing was seen or
         the whole site is zero. ``score <= tau`` is the tau-dormant mask; at tau = 0 it is
-        ``dead`` for a ReLU site (once examples were seen).
+        ``dead`` for a ReLU site (once examples were seen). None for a tracker made with
+        ``scores=False``.
 
     Example:
       >>> import jax, jax.numpy as jnp, leakyjax as lj
@@ -68,7 +69,7 @@ class DeadUnits(NamedTuple):
     fraction: jax.Array
     units: int
     examples: jax.Array
-    score: jax.Array
+    score: jax.Array | None
 
 
 class DeadUnitTracker(NamedTuple):
@@ -98,7 +99,7 @@ def _combine(a: SiteState, b: SiteState) -> SiteState:
     return SiteState(
         a.active | b.active,
         jnp.where(total < a.examples, _MAX_COUNT, total),
-        a.magnitude + b.magnitude,
+        None if a.magnitude is None else a.magnitude + b.magnitude,
     )
 
 
@@ -109,6 +110,7 @@ def track_dead_units(
     patterns: Sequence[str] = ("relu", "leaky_relu"),
     sites: SiteSelection = None,
     axis_name: Any = None,
+    scores: bool = True,
 ) -> DeadUnitTracker:
     r"""Finds the dead units of any JAX model over a data set, without editing it.
 
@@ -120,7 +122,7 @@ def track_dead_units(
 
     - ``init(*args, **kwargs)`` returns the state: per site name, a :class:`SiteState`
       (``active``, a bool per unit, all False; ``examples``, 0; ``magnitude``, the sum
-      of absolute activations per unit, 0);
+      of absolute activations per unit, 0, or None without ``scores``);
     - ``update(state, *args, **kwargs)`` runs ``fn(*args, **kwargs)`` and returns ``(its
       output, the new state)``. It is jit-able and grad-safe: in a training step, use it
       through ``jax.value_and_grad(lambda p: tracker.update(state, p, x), has_aux=True)``.
@@ -137,6 +139,9 @@ def track_dead_units(
       patterns: as for :func:`leakyjax.relu_sites`.
       sites: which sites to track (None: all), as for :func:`leakyjax.leakify`.
       axis_name: a named axis (or tuple of them) to OR the observations over.
+      scores: whether to keep the sums of absolute activations from which ``result`` gives
+        ReDo's dormancy ``score``. Without them the state is a bool and a count per unit,
+        each update skips one reduction per site, and ``score`` is None.
 
     Returns:
       A ``DeadUnitTracker(init, update, merge, result)``.
@@ -157,26 +162,35 @@ def track_dead_units(
     checks.check_fn("track_dead_units", fn)
     checks.check_int("track_dead_units", "unit_axis", unit_axis)
     _check_axis_name(axis_name)
+    checks.check_bool("track_dead_units", "scores", scores)
     return _Tracker(
         fn,
         unit_axis,
         checks.check_patterns("track_dead_units", patterns, tuple(_sites.PATTERNS)),
         checks.check_sites("track_dead_units", sites),
         axis_name,
+        scores,
     ).functions()
 
 
 class _Tracker:
     """The tracker's configuration and the functions built on it."""
 
-    def __init__(self, fn, unit_axis, patterns, selection, axis_name) -> None:
+    def __init__(self, fn, unit_axis, patterns, selection, axis_name, scores) -> None:
         self.fn = fn
+        self.scores = scores
         self.unit_axis = unit_axis
         self.patterns = patterns
         self.selection = selection
         self.axis_name = axis_name
         self.cache: dict[Any, Any] = {}  # rewritten jit bodies: see _interpreter.Rule
-        self.compiled: dict[Any, Any] = {}  # eager updates of a jitted fn: see eager_key
+        self.compiled: dict[Any, Any] = {}  # eager updates of a jitted body: see eager_key
+        # fn made by jax.jit: eager updates go through a jax.jit of the traced update, with
+        # fn's static arguments (donating none: the tracker only observes), so that JAX's C++
+        # dispatch keys and runs them as it does fn's calls (see leakify).
+        self.front = jitted_front(
+            fn, lambda state, *a, **k: self.traced_update(state, a, k), leading=1, donate=False
+        )
 
     def functions(self) -> DeadUnitTracker:
         return DeadUnitTracker(self.init, self.update, self.merge, self.result)
@@ -189,10 +203,7 @@ class _Tracker:
         unobservable = [s for s in chosen if s.unobservable is not None]
         if unobservable:
             listing = "; ".join(f"{s.name} ({s.unobservable})" for s in unobservable)
-            warnings.warn(
-                f"track_dead_units: {len(unobservable)} site(s) not tracked: {listing}",
-                stacklevel=3,
-            )
+            checks.warn(f"track_dead_units: {len(unobservable)} site(s) not tracked: {listing}")
         sites = [s for s in chosen if s.unobservable is None]
         for site in sites:
             self.units(site, call)
@@ -215,9 +226,8 @@ class _Tracker:
     def empty(self, site: Site) -> SiteState:
         rows = () if site.iterations is None else (site.iterations,)
         units = (*rows, self.units(site, "update"))
-        return SiteState(
-            jnp.zeros(units, bool), jnp.zeros(rows, jnp.uint32), jnp.zeros(units, jnp.float32)
-        )
+        magnitude = jnp.zeros(units, jnp.float32) if self.scores else None
+        return SiteState(jnp.zeros(units, bool), jnp.zeros(rows, jnp.uint32), magnitude)
 
     def observe(self, site: Site, eqn: jex.JaxprEqn, invals: list[Any]) -> tuple[list, Any]:
         x = invals[site.operand]
@@ -226,27 +236,33 @@ class _Tracker:
         outs = internals.bind(eqn, invals)
         active = jnp.any(~(x <= 0), axis=others)  # NaN counts as alive
         examples = min(math.prod(x.shape[a] for a in others), int(_MAX_COUNT))  # saturates
-        magnitude = jnp.sum(jnp.abs(outs[0].astype(jnp.float32)), axis=others)
+        magnitude = None
+        if self.scores:
+            magnitude = jnp.sum(jnp.abs(outs[0].astype(jnp.float32)), axis=others)
         observation = SiteState(active, jnp.asarray(examples, jnp.uint32), magnitude)
         if self.axis_name is not None:
             observation = SiteState(
                 jax.lax.psum(observation.active.astype(jnp.int32), self.axis_name) > 0,
                 jax.lax.psum(observation.examples, self.axis_name),
-                jax.lax.psum(observation.magnitude, self.axis_name),
+                None if magnitude is None else jax.lax.psum(magnitude, self.axis_name),
             )
         return outs, observation
 
     def init(self, *args: Any, **kwargs: Any) -> dict[str, SiteState]:
         traced, sites = self.tracked(args, kwargs, "init")
         if not traced.sites:
-            warnings.warn(
-                "track_dead_units: found no ReLU to track; relu_sites lists what it finds",
-                stacklevel=2,
-            )
+            checks.warn("track_dead_units: found no ReLU to track; relu_sites lists what it finds")
         return {s.name: self.empty(s) for s in sites}
 
     def update(self, state: dict[str, SiteState], *args: Any, **kwargs: Any) -> tuple[Any, dict]:
-        eager = eager_key(self.fn, args, kwargs)
+        if self.front is not None and internals.eager():
+            return self.front(state, *args, **kwargs)
+        return self.traced_update(state, args, kwargs, eager_key(self.fn, args, kwargs))
+
+    def traced_update(
+        self, state: dict[str, SiteState], args: tuple, kwargs: dict, eager: Any = None
+    ) -> tuple[Any, dict]:
+        """``update``, from the compiled programs' cache or by tracing ``fn``."""
         if eager is not None:
             state_key = (
                 jax.tree_util.tree_structure(state),
@@ -309,7 +325,7 @@ class _Tracker:
                 jnp.mean(dead, axis=-1, dtype=jnp.float32),
                 int(dead.shape[-1]),
                 examples,
-                _dormancy(magnitude, examples, seen),
+                None if magnitude is None else _dormancy(magnitude, examples, seen),
             )
         return out
 
@@ -351,6 +367,15 @@ def _check_state(call: str, name: str, state: Any, expected: dict[str, Any] | No
         )
     for site, value in state.items():
         for field, got, want in zip(SiteState._fields, value, expected[site], strict=True):
+            if (got is None) != (want is None):
+                raise ValueError(
+                    f"{where}[{site!r}].{field} must be "
+                    + ("None: the tracker keeps no scores" if want is None else "an array")
+                    + " (a state from a tracker made with the same `scores`), got "
+                    + checks.describe(got)
+                )
+            if got is None:
+                continue
             shape, dtype = np.shape(got), jnp.result_type(got)
             if shape != np.shape(want) or dtype != want.dtype:
                 raise ValueError(

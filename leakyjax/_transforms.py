@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,7 +15,7 @@ from leakyjax import _validation as checks
 from leakyjax._activation import static_slope
 from leakyjax._interpreter import Rule, evaluate
 from leakyjax._sites import Site, SiteSelection
-from leakyjax._tracing import eager_key, select_sites, trace
+from leakyjax._tracing import eager_key, jitted_front, select_sites, trace
 
 
 def leakify(
@@ -110,9 +109,11 @@ class _Leakified:
     ``eqx.apply_updates`` updates them (were it a leaf, they would be constants, and
     training would silently change nothing). It keeps the rewritten bodies of the jitted
     functions inside ``fn`` (keyed by JAX's own cached jaxpr of each, as ``jax.jit`` keys
-    its cache), so that eager calls of
-    ``leakify(jax.jit(f))`` compile once. It pickles as ``leakify(fn, ...)``, when ``fn``
-    and ``sites`` pickle (cloudpickle handles lambdas and local functions).
+    its cache), so that they compile once. An eager call of ``leakify(jax.jit(f))`` is a
+    call of a ``jax.jit`` of the rewrite with ``f``'s static and donated arguments, keyed
+    and dispatched by JAX as ``jax.jit(f)``'s calls are. It pickles as
+    ``leakify(fn, ...)``, when ``fn`` and ``sites`` pickle (cloudpickle handles lambdas and
+    local functions).
     """
 
     _CACHE_SIZE = 256
@@ -123,8 +124,6 @@ class _Leakified:
         self.grad_at_zero = grad_at_zero
         self.patterns = patterns
         self.selection = selection
-        self.cache: dict[Any, Any] = {}
-        self.compiled: dict[Any, Any] = {}  # eager calls of a jitted fn: see eager_key
         _wrap(self, fn)
 
     def tree_flatten_with_keys(self) -> tuple[tuple[tuple[Any, Any]], tuple[Any, ...]]:
@@ -138,7 +137,7 @@ class _Leakified:
         leakified.fn = children[0]
         leakified.negative_slope, leakified.grad_at_zero, leakified.patterns = static[:3]
         leakified.selection = static[3]
-        leakified.cache, leakified.compiled = {}, {}
+        leakified.cache, leakified.compiled, leakified.front = {}, {}, None
         if callable(leakified.fn):
             _wrap(leakified, leakified.fn)
         return leakified
@@ -155,19 +154,29 @@ class _Leakified:
         )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.front is not None and internals.eager():
+            try:
+                return self.front(*args, **kwargs)
+            except TypeError:
+                checks.check_no_shape_structs("leakify", args, kwargs)
+                raise
         eager = eager_key(self.fn, args, kwargs)
         entry = self.compiled.get(eager[0]) if eager is not None else None
         if eager is not None and entry is not None:
             program, out_tree = entry
             return jax.tree_util.tree_unflatten(out_tree, program(*eager[1]))
+        return self.rewritten(args, kwargs, eager)
+
+    def rewritten(self, args: tuple, kwargs: dict, eager: Any = None) -> Any:
+        """``fn`` traced at the arguments, rewritten and run (a traced call's, or an eager
+        call's that missed the caches)."""
         checks.check_no_shape_structs("leakify", args, kwargs)
         traced = trace(self.fn, args, kwargs, self.patterns)
         if not traced.sites:
-            warnings.warn(
+            checks.warn(
                 f"leakify: found no ReLU ({', '.join(self.patterns)}) in "
                 f"{checks.describe_fn(self.fn)}; nothing was rewritten. leakyjax.relu_sites lists "
-                "what it finds.",
-                stacklevel=2,
+                "what it finds."
             )
         rewritten = select_sites("leakify", traced.sites, self.selection)
         differentiated = [s.name for s in rewritten if s.differentiated]
@@ -211,6 +220,11 @@ def _wrap(leakified: _Leakified, fn: Callable) -> None:
     # overwrite this one's own fields (leakify(leakify(f, sites=...)) must stay two layers).
     wrapped = type(fn).__call__ if _nnx.is_module(fn) else fn
     functools.update_wrapper(leakified, wrapped, updated=())
+    leakified.cache = {}  # rewritten jit bodies: see _interpreter.Rule
+    leakified.compiled = {}  # eager calls when fn's body is one jitted call: see eager_key
+    # fn made by jax.jit: eager calls go through a jax.jit of the rewrite, with fn's static
+    # and donated arguments, so that JAX's C++ dispatch keys and runs them as it does fn's.
+    leakified.front = jitted_front(fn, lambda *a, **k: leakified.rewritten(a, k))
 
 
 def relu_sites(

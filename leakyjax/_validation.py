@@ -12,6 +12,9 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import os
+import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, SupportsFloat, cast
 
@@ -216,6 +219,12 @@ def check_int(fn_name: str, name: str, value: Any) -> None:
         raise TypeError(f"{fn_name}: `{name}` must be an int, got {describe(value)}")
 
 
+def check_bool(fn_name: str, name: str, value: Any) -> None:
+    """A Python or NumPy bool (not a number, not an array)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{fn_name}: `{name}` must be a bool, got {describe(value)}")
+
+
 def check_axis(fn_name: str, name: str, axis: Any, ndim: int) -> int:
     """An integer axis of an array with ``ndim`` dimensions; returns it non-negative."""
     check_int(fn_name, name, axis)
@@ -340,6 +349,23 @@ def check_no_shape_structs(fn_name: str, args: tuple, kwargs: dict) -> None:
             "jax.ShapeDtypeStruct; for shapes alone use jax.eval_shape on it, or "
             "leakyjax.relu_sites to list the sites"
         )
+
+
+# Frames a warning is not attributed to: leakyjax's and JAX's own (a site found while
+# jax.jit traces is still found by the user's call).
+_LIBRARY_DIRS = tuple(
+    os.path.dirname(os.path.abspath(path)) + os.sep for path in (__file__, jax.__file__)
+)
+
+
+def warn(message: str) -> None:
+    """Warns with ``message`` at the user's line: the first caller outside leakyjax and
+    JAX, however deep the call (a transform's first eager call of a jitted function runs
+    inside ``jax.jit``'s tracing)."""
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, stacklevel=level)
 
 
 def describe_fn(fn: Any) -> str:

@@ -39,8 +39,15 @@ def test_transforms_measurement_runs_tiny(tiny_benchmark):
         assert row in table
     assert tiny_benchmark["ratios"]["revive (jitted, all sites) vs a training step"] > 0
     eager = tiny_benchmark["transforms"]["eager_call_s"]
-    assert set(eager) == {"leakify(jax.jit(f))", "jax.jit(twin)", "leakify(f)", "jax.grad(f)", "f"}
+    assert set(eager) == set(benchmark.EAGER_CALLS)
     assert all(t > 0 for t in eager.values())
+    assert set(tiny_benchmark["transforms"]["tracker_step_s"]) == set(benchmark.TRAINING_STEPS)
+    for ratio in (
+        "training step with tracker, scores vs no scores",
+        "eager call of leakify(jax.jit(f)) vs jax.jit(twin)",
+        "eager tracker.update of jax.jit(f) vs jax.jit(tracker.update)",
+    ):
+        assert tiny_benchmark["ratios"][ratio] > 0 and f"| {ratio} | " in table
     assert "| ms per call (lower is better) |" in table
 
 

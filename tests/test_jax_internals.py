@@ -94,3 +94,24 @@ def test_source_location_skips_leakyjax():
 
 def test_array_impl_is_the_type_of_a_concrete_array():
     assert type(jnp.ones(2)) is ji.ArrayImpl
+
+
+def test_a_jitted_functions_call_options_are_read():
+    def f(x, n, *, scale=1.0):
+        return x * n * scale
+
+    jitted = jax.jit(f, static_argnums=1, static_argnames="scale", donate_argnums=0)
+    options = ji.jit_call_options(jitted)
+    assert options is not None
+    assert options["static_argnums"] == (1,) and set(options["static_argnames"]) >= {"scale"}
+    assert options["donate_argnums"] == (0,)
+    assert ji.jit_call_options(f) is None and ji.jit_call_options(jax.nn.relu) is None
+
+
+def test_an_eager_call_is_told_from_a_traced_one():
+    assert ji.eager()
+    seen = []
+    jax.jit(lambda x: seen.append(ji.eager()) or x)(X)
+    jax.grad(lambda x: seen.append(ji.eager()) or x)(1.0)
+    jax.vmap(lambda x: seen.append(ji.eager()) or x)(X)
+    assert seen == [False, False, False]

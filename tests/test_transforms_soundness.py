@@ -5,6 +5,7 @@ inconsistent tracker state and the messages of the public boundary (issue 16).""
 import logging
 import os
 import pickle
+import sys
 import threading
 import warnings
 
@@ -549,6 +550,99 @@ def test_eager_calls_of_a_leakified_jit_are_the_jitted_twin():
     _equal(eager, jitted)
 
 
+def _python_calls(fn):
+    """The Python functions that run during one call of ``fn``, as (file, name), for those
+    of leakyjax and of JAX."""
+    seen = []
+
+    def profile(frame, event, arg):
+        path = frame.f_code.co_filename
+        if event == "call" and (
+            f"{os.sep}leakyjax{os.sep}" in path or f"{os.sep}jax{os.sep}" in path
+        ):
+            seen.append((os.path.basename(path), frame.f_code.co_name))
+
+    sys.setprofile(profile)
+    try:
+        out = fn()
+    finally:
+        sys.setprofile(None)
+    jax.block_until_ready(out)
+    return seen
+
+
+def test_eager_calls_of_a_jitted_fn_are_dispatched_as_jax_jit_dispatches():
+    """After the first call, an eager call of leakify(jax.jit(f)) (and of the tracker's
+    update) runs no Python of leakyjax's tracing nor of JAX's dispatch: JAX's C++ cache keys
+    and runs it, as it does jax.jit(twin)'s (so it costs what that costs; the benchmark's
+    eager rows measure it)."""
+    leaky = lj.leakify(jax.jit(mlp))
+    tracker = lj.track_dead_units(jax.jit(mlp))
+    state = tracker.init(PARAMS, X)
+    twin = jax.jit(lambda p, x: mlp(p, x, lj.leaky_relu))
+    calls = {
+        "leakify": lambda: leaky(PARAMS, X),
+        "tracker": lambda: tracker.update(state, PARAMS, X),
+        "twin": lambda: twin(PARAMS, X),
+    }
+    seen = {}
+    for name, call in calls.items():
+        call()
+        seen[name] = _python_calls(call)
+    ours = {"_transforms.py": "__call__", "_tracking.py": "update", "_jax_internals.py": "eager"}
+    for name in ("leakify", "tracker"):
+        leakyjax = [c for c in seen[name] if c[0] in ours or c[0].startswith("_")]
+        assert all(ours.get(file) == fn for file, fn in leakyjax), seen[name]
+        # JAX's own Python: at most the property that tells an eager call (no pjit.py cache miss).
+        assert {c for c in seen[name] if c not in leakyjax} <= {
+            ("core.py", "trace"),
+            *seen["twin"],
+        }, seen[name]
+
+
+def test_eager_calls_of_a_leakified_jit_keep_its_static_and_donated_arguments():
+    def f(x, n, *, scale):
+        for _ in range(n):  # n must be static
+            x = jax.nn.relu(x - scale)
+        return x
+
+    jitted = jax.jit(f, static_argnums=1, static_argnames="scale", donate_argnums=0)
+    twin = jax.jit(
+        lambda x, n, *, scale: f(x, n, scale=scale) if n == 0 else _leaky_f(x, n, scale),
+        static_argnums=1,
+        static_argnames="scale",
+        donate_argnums=0,
+    )
+    leaky = lj.leakify(jitted, 0.25)
+    for n, scale in ((2, 0.5), (3, 0.5), (2, 0.5), (2, 1.0)):
+        ours, theirs = X + 0.0, X + 0.0
+        _equal(leaky(ours, n, scale=scale), twin(theirs, n, scale=scale))
+        assert ours.is_deleted() == theirs.is_deleted()  # donated as jax.jit donates
+    counts = _compiles(lambda: leaky(X + 0.0, 2, scale=0.5), 2)
+    assert counts == [0, 0], counts
+
+
+def _leaky_f(x, n, scale):
+    for _ in range(n):
+        x = lj.leaky_relu(x - scale, 0.25)
+    return x
+
+
+def test_warnings_of_an_eager_call_of_a_jitted_fn_name_the_callers_line():
+    """The first eager call of leakify(jax.jit(f)) traces inside jax.jit; its warnings are
+    still the caller's (so that Python shows each once per line of the user's code)."""
+    with pytest.warns(UserWarning, match="found no ReLU") as record:
+        lj.leakify(jax.jit(lambda x: x * 2.0))(X)
+    assert [w.filename for w in record] == [__file__]
+    cond = lambda v: jax.nn.relu(v).sum() < 100.0  # noqa: E731  (a site it cannot track)
+    tracker = lj.track_dead_units(jax.jit(lambda x: jax.lax.while_loop(cond, lambda v: v + 1, x)))
+    with pytest.warns(UserWarning, match="not tracked") as record:
+        state = tracker.init(X)
+        tracker.update(state, X)
+    assert len(record) == 2
+    assert {w.filename for w in record} == {__file__}
+
+
 def test_jitted_functions_nested_inside_fn_compile_once():
     inner = jax.jit(mlp)
     leaky = lj.leakify(lambda p, x: inner(p, x) * 2.0)
@@ -683,7 +777,7 @@ def test_leakify_of_a_leakified_function_rewrites_what_is_left():
 
 def test_shape_dtype_structs_get_one_clear_message():
     spec = jax.ShapeDtypeStruct(X.shape, X.dtype)
-    for fn in (jax.nn.relu, lambda x: mlp(PARAMS, x)):
+    for fn in (jax.nn.relu, lambda x: mlp(PARAMS, x), jax.jit(lambda x: mlp(PARAMS, x))):
         with pytest.raises(TypeError, match="needs arrays, got a jax.ShapeDtypeStruct"):
             lj.leakify(fn)(spec)
     assert jax.eval_shape(lj.leakify(jax.nn.relu), spec).shape == X.shape
@@ -730,3 +824,45 @@ def test_dormancy_of_a_leaky_site_and_an_all_zero_site():
     np.testing.assert_allclose(leaky.score, _dopamine_score(lj.leaky_relu(X, 0.1)), rtol=2e-6)
     np.testing.assert_array_equal(zero.score, jnp.zeros(4))
     assert not bool(jnp.any(tracker.result(tracker.init(X))[next(iter(state))].score))
+
+
+def test_a_tracker_without_scores_keeps_the_rest_bit_for_bit():
+    """scores=False: no magnitudes in the state, no abs reduction in the update, score None;
+    dead units, fractions and example counts those of the tracker with scores, through jit,
+    merge, a named axis and stacked layers."""
+
+    def stacked(params, x):
+        x = jax.lax.scan(lambda h, w: (jax.nn.relu(h @ w), None), x @ params[0], params[1])[0]
+        return x @ params[2]
+
+    stack = [W, jnp.stack([PARAMS[1], -PARAMS[1], PARAMS[1]]), PARAMS[2]]
+    for fn, params in ((mlp, PARAMS), (stacked, stack)):
+        with_scores = lj.track_dead_units(fn)
+        without = lj.track_dead_units(fn, scores=False)
+        states = []
+        for tracker in (with_scores, without):
+            update = jax.jit(tracker.update)
+            a = update(tracker.init(params, X), params, X)[1]
+            b = update(tracker.init(params, X), params, -X)[1]
+            states.append(tracker.merge(a, b))
+        assert all(s.magnitude is None for s in states[1].values())
+        full, bare = with_scores.result(states[0]), without.result(states[1])
+        for name in full:
+            assert bare[name].score is None
+            _equal(full[name]._replace(score=None), bare[name])
+        jaxprs = [
+            str(jax.make_jaxpr(t.update)(s, params, X))
+            for t, s in zip((with_scores, without), states, strict=True)
+        ]
+        assert " abs " in jaxprs[0] and " abs " not in jaxprs[1]
+    # Under vmap with a named axis (the observations summed over it), as with scores.
+    named = lj.track_dead_units(jax.nn.relu, axis_name="shard", scores=False)
+    state = named.init(X[0])
+    _, shards = jax.vmap(named.update, in_axes=(None, 0), axis_name="shard")(
+        state, X.reshape(4, 4, 4)
+    )
+    by_one = lj.track_dead_units(jax.nn.relu, scores=False)
+    _, whole = by_one.update(by_one.init(X), X)
+    (site,) = whole
+    _equal(shards[site].active[0], whole[site].active)
+    assert int(shards[site].examples[0]) == int(whole[site].examples)
