@@ -17,7 +17,7 @@ import dataclasses
 import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.core
@@ -57,7 +57,7 @@ def jit_call_options(fn: Any) -> dict[str, tuple] | None:
     (``_jit_info``), and its C++ dispatch reads them from there."""
     if type(fn) is not _JITTED:
         return None
-    info = fn._jit_info
+    info = cast(Any, fn)._jit_info
     return {name: tuple(getattr(info, name)) for name in _CALL_OPTIONS}
 
 

@@ -99,7 +99,7 @@ def _combine(a: SiteState, b: SiteState) -> SiteState:
     return SiteState(
         a.active | b.active,
         jnp.where(total < a.examples, _MAX_COUNT, total),
-        None if a.magnitude is None else a.magnitude + b.magnitude,
+        None if a.magnitude is None or b.magnitude is None else a.magnitude + b.magnitude,
     )
 
 

@@ -117,6 +117,9 @@ class _Leakified:
     """
 
     _CACHE_SIZE = 256
+    cache: dict[Any, Any]  # rewritten jit bodies: see _interpreter.Rule
+    compiled: dict[Any, Any]  # eager calls when fn's body is one jitted call: see eager_key
+    front: Callable[..., Any] | None  # eager calls when fn is made by jax.jit: see _wrap
 
     def __init__(self, fn, negative_slope, grad_at_zero, patterns, selection) -> None:
         self.fn = fn
@@ -220,8 +223,7 @@ def _wrap(leakified: _Leakified, fn: Callable) -> None:
     # overwrite this one's own fields (leakify(leakify(f, sites=...)) must stay two layers).
     wrapped = type(fn).__call__ if _nnx.is_module(fn) else fn
     functools.update_wrapper(leakified, wrapped, updated=())
-    leakified.cache = {}  # rewritten jit bodies: see _interpreter.Rule
-    leakified.compiled = {}  # eager calls when fn's body is one jitted call: see eager_key
+    leakified.cache, leakified.compiled = {}, {}
     # fn made by jax.jit: eager calls go through a jax.jit of the rewrite, with fn's static
     # and donated arguments, so that JAX's C++ dispatch keys and runs them as it does fn's.
     leakified.front = jitted_front(fn, lambda *a, **k: leakified.rewritten(a, k))
