@@ -366,7 +366,7 @@ def _transforms(layers: int, width: int, batch: int, rounds: int) -> dict[str, d
             "same_program": same_program,
         },
         "tracker_step_s": train_s,
-        "eager_call_s": _eager_transforms(params, x, rounds),
+        "eager_call_s": _eager_transforms(layers, rounds),
     }
 
 
@@ -383,11 +383,17 @@ EAGER_CALLS = (
 TRAINING_STEPS = ("with tracker.update", "with tracker.update, no scores", "plain", "revive")
 
 
-def _eager_transforms(params: list, x: jax.Array, rounds: int) -> dict[str, float]:
-    """Eager calls (no outer jit): leakify of a jitted model against jax.jit of the
-    hand-written twin, and the tracker's update of a jitted model against jax.jit of that
-    update; leakify of a plain function, which traces it at every call as jax.grad does,
-    against jax.grad's own eager call and the eager model."""
+# The eager calls' model: small, so that what is measured is the call, not the arithmetic.
+EAGER_WIDTH, EAGER_BATCH = 64, 32
+
+
+def _eager_transforms(layers: int, rounds: int) -> dict[str, float]:
+    """Eager calls (no outer jit) of a small MLP loss: leakify of a jitted model against
+    jax.jit of the hand-written twin, and the tracker's update of a jitted model against
+    jax.jit of that update; leakify of a plain function, which traces it at every call as
+    jax.grad does, against jax.grad's own eager call and the eager model."""
+    params = mlp_params(jax.random.key(0), layers, EAGER_WIDTH)
+    x = jax.random.normal(jax.random.key(1), (EAGER_BATCH, EAGER_WIDTH))
     relu_loss = lambda p, x: mlp_loss(jax.nn.relu, p, x)  # noqa: E731
     leaky_jit = lj.leakify(jax.jit(relu_loss))
     twin_jit = jax.jit(lambda p, x: mlp_loss(lj.leaky_relu, p, x))
@@ -405,7 +411,7 @@ def _eager_transforms(params: list, x: jax.Array, rounds: int) -> dict[str, floa
         "jax.grad(f)": lambda: grad_eager(params, x),
         "f": lambda: relu_loss(params, x),
     }
-    return _interleaved(candidates, rounds, 3)
+    return _interleaved(candidates, rounds, 20)
 
 
 # The models of the memory measurement, by kind: fixed shapes (compile-only, so cheap).
@@ -600,11 +606,12 @@ def format_table(result: dict) -> str:
     eager = result["transforms"]["eager_call_s"]
     lines += [
         "",
-        "| eager call of the MLP loss, ms | leakify(jax.jit(f)) | jax.jit(twin) | "
-        "tracker.update (f jitted) | jax.jit(tracker.update) | leakify(f) | jax.grad(f) | f |",
+        f"| eager call of an MLP loss (width {EAGER_WIDTH}, batch {EAGER_BATCH}), us | "
+        "leakify(jax.jit(f)) | jax.jit(twin) | tracker.update (f jitted) | "
+        "jax.jit(tracker.update) | leakify(f) | jax.grad(f) | f |",
         "|---|---|---|---|---|---|---|---|",
-        "| ms per call (lower is better) | "
-        + " | ".join(f"{eager[k] * 1e3:.3f}" for k in EAGER_CALLS)
+        "| us per call (lower is better) | "
+        + " | ".join(f"{eager[k] * 1e6:.1f}" for k in EAGER_CALLS)
         + " |",
     ]
     lines += [

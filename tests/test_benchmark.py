@@ -49,6 +49,7 @@ def test_transforms_measurement_runs_tiny(tiny_benchmark):
     ):
         assert tiny_benchmark["ratios"][ratio] > 0 and f"| {ratio} | " in table
     assert "| ms per call (lower is better) |" in table
+    assert "| us per call (lower is better) |" in table
 
 
 @pytest.mark.slow
