@@ -17,7 +17,7 @@ import dataclasses
 import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, cast
+from typing import Any
 
 import jax
 import jax.core
@@ -50,15 +50,22 @@ _JITTED = type(jax.jit(lambda: None))
 _CALL_OPTIONS = ("static_argnums", "static_argnames", "donate_argnums", "donate_argnames")
 
 
-def jit_call_options(fn: Any) -> dict[str, tuple] | None:
-    """For a function made by ``jax.jit``, the options that decide how a call of it binds
-    its arguments (static and donated ones, by position and by name, as JAX resolved them
-    from its signature); None for anything else. JAX keeps them on the function, privately
-    (``_jit_info``), and its C++ dispatch reads them from there."""
-    if type(fn) is not _JITTED:
+def jit_call_options(fn: Any) -> dict[str, Any] | None:
+    """For a function made by ``jax.jit``, the options that decide how a call of it binds its
+    arguments (static and donated ones, by position and by name, as JAX resolved them from
+    its signature) and, when given, its ``out_shardings``; None for anything else. JAX keeps
+    them on the function, privately (``_jit_info``), and its C++ dispatch reads them from
+    there; a copied or unpickled jitted function lacks them (None: it is then called as any
+    other function is)."""
+    info = getattr(fn, "_jit_info", None) if type(fn) is _JITTED else None
+    if info is None:
         return None
-    info = cast(Any, fn)._jit_info
-    return {name: tuple(getattr(info, name)) for name in _CALL_OPTIONS}
+    options: dict[str, Any] = {name: tuple(getattr(info, name)) for name in _CALL_OPTIONS}
+    if any(leaf is not _UNSPECIFIED for leaf in info.out_shardings_leaves):
+        options["out_shardings"] = jax.tree_util.tree_unflatten(
+            info.out_shardings_treedef, info.out_shardings_leaves
+        )
+    return options
 
 
 def eager() -> bool:
@@ -126,10 +133,21 @@ def invar_avals(jaxpr: jex.Jaxpr | jex.ClosedJaxpr) -> list[Any]:
 def source_location(eqn: jex.JaxprEqn) -> str | None:
     """``file:line`` of the user's code that built ``eqn`` (JAX's and leakyjax's frames
     skipped), or None."""
-    frame = source_info_util.user_frame(eqn.source_info.traceback)
-    if frame is None:
-        return None
-    return f"{os.path.basename(frame.file_name)}:{frame.start_line}"
+    traceback = eqn.source_info.traceback
+    code, lasti = traceback.raw_frames() if traceback else ([], [])
+    for i, frame_code in enumerate(code):  # innermost first
+        if frame_code.co_name == "flat_fn" and frame_code.co_filename.endswith(_TRACE_ENTRY):
+            return None  # the frames beyond called the transform: they are not in fn
+        if source_info_util.is_user_filename(frame_code.co_filename):
+            frame = source_info_util.raw_frame_to_frame(frame_code, lasti[i])
+            return f"{os.path.basename(frame.file_name)}:{frame.start_line}"
+    return None
+
+
+# The function through which the transforms trace ``fn`` (``_tracing.trace``'s ``flat_fn``):
+# a traceback's frames beyond it are the transform's caller's, outside ``fn`` (JAX < 0.9
+# keeps them; a site in ``jax.nn.relu`` passed as ``fn`` would be named by the caller's line).
+_TRACE_ENTRY = os.path.join("leakyjax", "_tracing.py")
 
 
 def library_body(body: jex.ClosedJaxpr | jex.Jaxpr) -> bool:

@@ -55,9 +55,10 @@ def jitted_front(
 ) -> Callable[..., Any] | None:
     """For ``fn`` made by ``jax.jit``: ``jax.jit(call)``, where ``call`` takes ``leading``
     arguments of its own and then ``fn``'s, with ``fn``'s static arguments (and, if
-    ``donate``, its donated ones). JAX's C++ dispatch keys and runs its eager calls as it
-    does ``fn``'s, so they cost what a call of ``jax.jit`` costs, and ``call`` is traced once
-    per key, as ``fn`` is. None for any other ``fn``."""
+    ``donate``, its donated ones; with no argument of its own, ``fn``'s ``out_shardings``,
+    and its name and signature, for JAX's messages). JAX's C++ dispatch keys and runs its
+    eager calls as it does ``fn``'s, so they cost what a call of ``jax.jit`` costs, and
+    ``call`` is traced once per key, as ``fn`` is. None for any other ``fn``."""
     options = internals.jit_call_options(fn)
     if options is None:
         return None
@@ -65,12 +66,14 @@ def jitted_front(
     def shift(argnums: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(i + leading if i >= 0 else i for i in argnums)
 
+    same_outputs = {"out_shardings": options["out_shardings"]} if "out_shardings" in options else {}
     return jax.jit(
-        call,
+        functools.wraps(fn, updated=())(call) if leading == 0 else call,
         static_argnums=shift(options["static_argnums"]),
         static_argnames=options["static_argnames"],
         donate_argnums=shift(options["donate_argnums"]) if donate else (),
         donate_argnames=options["donate_argnames"] if donate else (),
+        **(same_outputs if leading == 0 else {}),
     )
 
 

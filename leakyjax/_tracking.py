@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -188,9 +189,25 @@ class _Tracker:
         # fn made by jax.jit: eager updates go through a jax.jit of the traced update, with
         # fn's static arguments (donating none: the tracker only observes), so that JAX's C++
         # dispatch keys and runs them as it does fn's calls (see leakify).
-        self.front = jitted_front(
-            fn, lambda state, *a, **k: self.traced_update(state, a, k), leading=1, donate=False
-        )
+        self.front = jitted_front(fn, self.named_update(fn), leading=1, donate=False)
+
+    def named_update(self, fn: Callable) -> Callable[..., tuple[Any, dict]]:
+        """The traced update, named and signed as ``fn`` with ``state`` first (so JAX's
+        messages about an argument name the user's function and parameter)."""
+
+        def update(state: dict[str, SiteState], *args: Any, **kwargs: Any) -> tuple[Any, dict]:
+            return self.traced_update(state, args, kwargs)
+
+        update.__qualname__ = f"track_dead_units({checks.describe_fn(fn)}).update"
+        try:
+            signature = inspect.signature(fn)
+            state = inspect.Parameter("state", inspect.Parameter.POSITIONAL_ONLY)
+            update.__signature__ = signature.replace(  # type: ignore[attr-defined]
+                parameters=[state, *signature.parameters.values()]
+            )
+        except (TypeError, ValueError):  # no signature, or a parameter named "state"
+            pass
+        return update
 
     def functions(self) -> DeadUnitTracker:
         return DeadUnitTracker(self.init, self.update, self.merge, self.result)
@@ -256,7 +273,12 @@ class _Tracker:
 
     def update(self, state: dict[str, SiteState], *args: Any, **kwargs: Any) -> tuple[Any, dict]:
         if self.front is not None and internals.eager():
-            return self.front(state, *args, **kwargs)
+            try:
+                return self.front(state, *args, **kwargs)
+            except TypeError:
+                checks.check_no_shape_structs("track_dead_units.update", args, kwargs)
+                raise
+        checks.check_no_shape_structs("track_dead_units.update", args, kwargs)
         return self.traced_update(state, args, kwargs, eager_key(self.fn, args, kwargs))
 
     def traced_update(
@@ -307,12 +329,12 @@ class _Tracker:
         return run(state)
 
     def merge(self, a: dict[str, SiteState], b: dict[str, SiteState]) -> dict[str, SiteState]:
-        _check_state("merge", "a", a, None)
+        _check_state("merge", "a", a, None, self.scores)
         _check_state("merge", "b", b, a)
         return {name: _combine(SiteState(*a[name]), SiteState(*b[name])) for name in a}
 
     def result(self, state: dict[str, SiteState]) -> dict[str, DeadUnits]:
-        _check_state("result", "state", state, None)
+        _check_state("result", "state", state, None, self.scores)
         out = {}
         for name, (active, examples, magnitude) in state.items():
             active, examples = jnp.asarray(active), jnp.asarray(examples)
@@ -347,9 +369,11 @@ def _check_axis_name(axis_name: Any) -> None:
         )
 
 
-def _check_state(call: str, name: str, state: Any, expected: dict[str, Any] | None) -> None:
+def _check_state(
+    call: str, name: str, state: Any, expected: dict[str, Any] | None, scores: bool | None = None
+) -> None:
     """``state`` must be a tracker state; with ``expected``, with its sites, shapes and
-    dtypes."""
+    dtypes; with ``scores``, with magnitudes exactly when the tracker keeps scores."""
     where = f"track_dead_units.{call}: `{name}`"
     if not isinstance(state, dict) or not all(
         isinstance(s, (tuple, list)) and len(s) == 3 for s in state.values()
@@ -358,6 +382,13 @@ def _check_state(call: str, name: str, state: Any, expected: dict[str, Any] | No
             f"{where} must be a tracker state (a dict of SiteState, from init), got "
             f"{checks.describe(state)}"
         )
+    for site, value in state.items():
+        if scores is not None and (value[2] is None) == scores:
+            raise ValueError(
+                f"{where}[{site!r}].magnitude is {'None' if scores else 'an array'}: a state "
+                f"from a tracker made with scores={not scores}, and this one was made with "
+                f"scores={scores}"
+            )
     if expected is None:
         return
     if sorted(state) != sorted(expected):

@@ -4,6 +4,8 @@ Each assumption is checked on the construct it describes; a new JAX that changes
 here, loudly, before any transform gives a wrong answer.
 """
 
+import copy
+
 import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec
@@ -106,6 +108,11 @@ def test_a_jitted_functions_call_options_are_read():
     assert options["static_argnums"] == (1,) and set(options["static_argnames"]) >= {"scale"}
     assert options["donate_argnums"] == (0,)
     assert ji.jit_call_options(f) is None and ji.jit_call_options(jax.nn.relu) is None
+    assert "out_shardings" not in options
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    assert ji.jit_call_options(jax.jit(f, out_shardings=device))["out_shardings"] == device
+    # A copy keeps no options (JAX rebuilds it without them): called as any function.
+    assert ji.jit_call_options(copy.deepcopy(jitted)) is None
 
 
 def test_an_eager_call_is_told_from_a_traced_one():

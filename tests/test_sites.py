@@ -267,3 +267,14 @@ def test_an_nnx_variables_value_is_not_part_of_the_name():
 
     # The leaves' key paths end in `.value` (hidden/kernel/value): the Variable is named.
     assert _names(Net(nnx.Rngs(0)), X) == ["hidden", "out"]
+
+
+def test_a_site_in_a_library_function_passed_as_fn_has_one_name():
+    """jax.nn.relu passed as fn: its site is not named after the line that called the
+    transform (JAX < 0.9 keeps the caller's frames in a traceback), so init and update agree."""
+    tracker = lj.track_dead_units(jax.nn.relu)
+    state = tracker.init(jnp.ones(3))
+    _, state = tracker.update(state, -jnp.ones(3))
+    assert list(state) == ["relu"]
+    (site,) = lj.relu_sites(jax.nn.relu)(jnp.ones(3))
+    assert site.name == "relu" and site.source is None

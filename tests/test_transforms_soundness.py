@@ -2,6 +2,7 @@
 inside ``fn``, derivative rules of the user's, clamps, stacked layers, compile caching,
 inconsistent tracker state and the messages of the public boundary (issue 16)."""
 
+import copy
 import logging
 import os
 import pickle
@@ -643,6 +644,48 @@ def test_warnings_of_an_eager_call_of_a_jitted_fn_name_the_callers_line():
     assert {w.filename for w in record} == {__file__}
 
 
+def test_a_copied_jitted_fn_is_leakified_and_tracked():
+    """A copied (or unpickled) jax.jit function lacks the options JAX keeps on the original;
+    it is leakified and tracked as any other function is (helper-7's audit: it raised)."""
+    twin = jax.jit(lambda p, x: mlp(p, x, lambda z: lj.leaky_relu(z, 0.1)))
+    for leaky in (
+        lj.leakify(copy.deepcopy(jax.jit(mlp)), 0.1),
+        lj.leakify(copy.copy(jax.jit(mlp)), 0.1),
+        copy.deepcopy(lj.leakify(jax.jit(mlp), 0.1)),
+    ):
+        _equal(leaky(PARAMS, X), twin(PARAMS, X))
+        _equal(leaky(PARAMS, -X), twin(PARAMS, -X))
+    tracker = lj.track_dead_units(copy.deepcopy(jax.jit(mlp)))
+    _, state = tracker.update(tracker.init(PARAMS, X), PARAMS, X)
+    _equal(state, jax.jit(tracker.update)(tracker.init(PARAMS, X), PARAMS, X)[1])
+
+
+def test_eager_calls_of_a_leakified_jit_keep_its_out_shardings():
+    # On an Explicit-axes mesh, out_shardings is part of the result's type.
+    mesh = jax.make_mesh((1,), ("d",), axis_types=(jax.sharding.AxisType.Explicit,))
+    rows, replicated = (jax.NamedSharding(mesh, jax.P(*spec)) for spec in (("d",), ()))
+    x = jax.device_put(X[:, 0], rows)
+    leaky = lj.leakify(jax.jit(jax.nn.relu, out_shardings=replicated), 0.1)
+    twin = jax.jit(lambda x: lj.leaky_relu(x, 0.1), out_shardings=replicated)
+    ours, theirs = leaky(x), twin(x)
+    _equal(ours, theirs)
+    assert ours.sharding == theirs.sharding == replicated
+
+
+def test_the_trackers_eager_update_names_the_users_function_and_checks_shape_structs():
+    def f(x, n, *, mode="a"):
+        return jax.nn.relu(x) * n
+
+    tracker = lj.track_dead_units(jax.jit(f, static_argnums=1))
+    state = tracker.init(X, 2)
+    with pytest.raises(TypeError, match=r"track_dead_units\(\S*f\)\.update(.|\n)* at path mode"):
+        tracker.update(state, X, 2, mode="b")  # a str that is not static: JAX's message
+    for fn in (jax.jit(f, static_argnums=1), f):
+        tracker = lj.track_dead_units(fn)
+        with pytest.raises(TypeError, match="track_dead_units.update: .*needs arrays"):
+            tracker.update(state, jax.ShapeDtypeStruct(X.shape, X.dtype), 2)
+
+
 def test_jitted_functions_nested_inside_fn_compile_once():
     inner = jax.jit(mlp)
     leaky = lj.leakify(lambda p, x: inner(p, x) * 2.0)
@@ -866,3 +909,18 @@ def test_a_tracker_without_scores_keeps_the_rest_bit_for_bit():
     (site,) = whole
     _equal(shards[site].active[0], whole[site].active)
     assert int(shards[site].examples[0]) == int(whole[site].examples)
+
+
+def test_states_with_and_without_scores_are_not_mixed():
+    with_scores = lj.track_dead_units(mlp)
+    without = lj.track_dead_units(mlp, scores=False)
+    full, bare = with_scores.init(PARAMS, X), without.init(PARAMS, X)
+    for tracker, wrong, right in ((with_scores, bare, full), (without, full, bare)):
+        with pytest.raises(ValueError, match=r"`a`.*magnitude is .*made with scores="):
+            tracker.merge(wrong, right)
+        with pytest.raises(ValueError, match=r"`b`.*magnitude must be"):
+            tracker.merge(right, wrong)
+        with pytest.raises(ValueError, match=r"`state`.*magnitude is .*made with scores="):
+            tracker.result(wrong)
+        with pytest.raises(ValueError, match=r"`state`.*magnitude must be"):
+            tracker.update(wrong, PARAMS, X)
