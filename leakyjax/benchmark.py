@@ -66,12 +66,14 @@ def _log(quiet: bool, *args: object) -> None:
 def _interleaved(
     candidates: dict[str, Callable[[], object]], rounds: int, repeats: int
 ) -> dict[str, float]:
-    """Median seconds per call of each candidate, timed in interleaved rounds."""
+    """Median seconds per call of each candidate, timed in interleaved rounds (each round
+    starting from the next candidate, so that none always runs after the same one)."""
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for fn in candidates.values():  # warm-up: compile and touch the buffers
         jax.block_until_ready(fn())
-    for _ in range(rounds):
-        for name, fn in candidates.items():
+    order = list(candidates.items())
+    for r in range(rounds):
+        for name, fn in order[r % len(order) :] + order[: r % len(order)]:
             start = time.perf_counter()
             for _ in range(repeats):
                 out = fn()
@@ -402,16 +404,20 @@ def _eager_transforms(layers: int, rounds: int) -> dict[str, float]:
     tracker = lj.track_dead_units(jax.jit(relu_loss))
     state = tracker.init(params, x)
     update_jit = jax.jit(tracker.update)
-    candidates = {
+    # Two groups, each interleaved: a call of tens of microseconds timed right after one of
+    # milliseconds (a re-trace) runs on cold caches, which would bias whichever came first.
+    dispatched = {
         "leakify(jax.jit(f))": lambda: leaky_jit(params, x),
         "jax.jit(twin)": lambda: twin_jit(params, x),
         "tracker.update": lambda: tracker.update(state, params, x),
         "jax.jit(tracker.update)": lambda: update_jit(state, params, x),
+    }
+    retraced = {
         "leakify(f)": lambda: leaky_eager(params, x),
         "jax.grad(f)": lambda: grad_eager(params, x),
         "f": lambda: relu_loss(params, x),
     }
-    return _interleaved(candidates, rounds, 20)
+    return {**_interleaved(dispatched, rounds, 200), **_interleaved(retraced, rounds, 5)}
 
 
 # The models of the memory measurement, by kind: fixed shapes (compile-only, so cheap).
