@@ -924,3 +924,33 @@ def test_states_with_and_without_scores_are_not_mixed():
             tracker.result(wrong)
         with pytest.raises(ValueError, match=r"`state`.*magnitude must be"):
             tracker.update(wrong, PARAMS, X)
+
+
+def test_an_ensemble_is_tracked_per_member_by_vmapping_the_tracker():
+    """The documented rule: a vmap over stacked parameters inside fn is an example axis (a
+    unit dead in one member reads as alive), and vmapping the tracker over the members
+    tracks each one: (members, units), exactly the per-member trackers' results."""
+
+    def member(params, x):
+        return jax.nn.relu(x @ params["w"]) @ params["o"]
+
+    w = jnp.abs(W) + 0.1  # positive inputs: every unit alive; -w: every unit dead
+    members = {"w": jnp.stack([w, -w, w.at[:, :3].set(-1.0)]), "o": jnp.ones((3, 8, 1))}
+    x = jnp.abs(X)
+    inside = lj.track_dead_units(jax.vmap(member, in_axes=(0, None)))
+    _, state = inside.update(inside.init(members, x), members, x)
+    (together,) = inside.result(state).values()
+    assert not bool(together.dead.any()) and int(together.examples) == 3 * x.shape[0]
+
+    tracker = lj.track_dead_units(member)
+    states = jax.vmap(lambda p: tracker.init(p, x))(members)
+    _, states = jax.jit(jax.vmap(tracker.update, in_axes=(0, 0, None)))(states, members, x)
+    (per_member,) = tracker.result(states).values()
+    assert per_member.dead.shape == (3, 8)
+    for i in range(3):
+        one = jax.tree.map(lambda leaf, i=i: leaf[i], members)
+        _, alone = tracker.update(tracker.init(one, x), one, x)
+        (expected,) = tracker.result(alone).values()
+        _equal(per_member.dead[i], expected.dead)
+        _equal(per_member.score[i], expected.score)
+    assert per_member.fraction.tolist() == [0.0, 1.0, 3 / 8]
