@@ -134,7 +134,10 @@ def source_location(eqn: jex.JaxprEqn) -> str | None:
     """``file:line`` of the user's code that built ``eqn`` (JAX's and leakyjax's frames
     skipped), or None."""
     traceback = eqn.source_info.traceback
-    code, lasti = traceback.raw_frames() if traceback else ([], [])
+    code: Sequence[Any] = []
+    lasti: Sequence[int] = []
+    if traceback is not None:
+        code, lasti = traceback.raw_frames()
     for i, frame_code in enumerate(code):  # innermost first
         if frame_code.co_name == "flat_fn" and frame_code.co_filename.endswith(_TRACE_ENTRY):
             return None  # the frames beyond called the transform: they are not in fn

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.extend.core as jex
@@ -202,7 +202,7 @@ class _Tracker:
         try:
             signature = inspect.signature(fn)
             state = inspect.Parameter("state", inspect.Parameter.POSITIONAL_ONLY)
-            update.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            cast(Any, update).__signature__ = signature.replace(
                 parameters=[state, *signature.parameters.values()]
             )
         except (TypeError, ValueError):  # no signature, or a parameter named "state"
