@@ -952,5 +952,7 @@ def test_an_ensemble_is_tracked_per_member_by_vmapping_the_tracker():
         _, alone = tracker.update(tracker.init(one, x), one, x)
         (expected,) = tracker.result(alone).values()
         _equal(per_member.dead[i], expected.dead)
-        _equal(per_member.score[i], expected.score)
+        # A sum batched over the members may round in another order (jax 0.8 does): scores
+        # agree to float32 rounding; dead units exactly.
+        np.testing.assert_allclose(per_member.score[i], expected.score, rtol=1e-6)
     assert per_member.fraction.tolist() == [0.0, 1.0, 3 / 8]
